@@ -1,0 +1,34 @@
+# The README's commands. `make run` and `make test` work on a fresh machine with Python 3.11+ and Node.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: setup run test clean
+
+$(VENV)/.installed: pip_requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r pip_requirements.txt
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+## setup: virtualenv, Python and npm packages, database migrations
+setup: $(VENV)/.installed node_modules/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+## run: set up, then serve on http://$(HOST):$(PORT) (SQLite unless DATABASE_URL is set)
+run: setup
+	$(PY) run_server.py --host $(HOST) --port $(PORT)
+
+## test: the whole test suite against real server processes
+test: setup
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) node_modules staticfiles .pytest_cache

@@ -1,0 +1,24 @@
+"""Django admin for rooms and messages. Deleting a message here removes it live (chat.signals)."""
+from django.contrib import admin
+
+from chat.models import Message, Room
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ("name", "last_seq", "created_at")
+    search_fields = ("name",)
+    readonly_fields = ("last_seq",)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("room", "seq", "author", "short_text", "created_at")
+    list_filter = ("room",)
+    search_fields = ("author", "text")
+    readonly_fields = ("room", "seq", "author", "user", "nonce", "created_at")
+    list_select_related = ("room",)
+
+    @admin.display(description="text")
+    def short_text(self, message):
+        return message.text[:80]

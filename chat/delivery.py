@@ -1,0 +1,169 @@
+"""Ordered, exactly-once delivery of room messages to this process's members.
+
+Every committed message reaches `RoomFeed.accept` (from this node's writer or, in a cluster,
+from the bus) carrying its id, the room's sequence number. For each room with local members
+the feed remembers the highest id delivered here and:
+  - delivers the next id at once;
+  - drops ids already delivered (the bus or a recovery may repeat one);
+  - holds ids that arrive early (at most CHAT_FEED_BUFFER per room; past that only the
+    highest id seen is kept) and fetches the gap from the database, then delivers in order.
+`admit` makes a joiner a member at a point that splits the room's stream exactly: history
+covers every id up to the delivered mark, live delivery everything after it.
+
+State exists only for rooms with members on this node, so it is bounded by connections
+times CHAT_MAX_ROOMS_PER_CONNECTION.
+"""
+import logging
+
+import gevent
+
+from chat import persistence
+from chat.protocol import ProtocolError
+
+log = logging.getLogger(__name__)
+
+FILL_RETRY_SECS = 1.0
+
+
+class _Track:
+    __slots__ = ("delivered", "early", "highest_seen", "filling", "joining")
+
+    def __init__(self):
+        self.delivered = None  # None until the first joiner has read the room's last id
+        self.early = {}  # id -> message, held until the gap before it is filled
+        self.highest_seen = 0
+        self.filling = False
+        self.joining = 0
+
+
+class RoomFeed:
+    def __init__(self, store, deliver_local, buffer_limit, page_limit, metrics=None):
+        self._store = store
+        self._deliver_local = deliver_local  # (room, message) -> emit to local members only
+        self._buffer_limit = buffer_limit
+        self._page_limit = page_limit
+        self._metrics = metrics
+        self._tracks = {}
+
+    def tracked_rooms(self):
+        return list(self._tracks)
+
+    def delivered(self, room):
+        track = self._tracks.get(room)
+        return None if track is None else track.delivered
+
+    # -- the stream -------------------------------------------------------------------------
+    def accept(self, room, message):
+        track = self._tracks.get(room)
+        if track is None:
+            return  # nobody here is in that room
+        seq = message["id"]
+        if track.delivered is not None and seq <= track.delivered:
+            return
+        track.highest_seen = max(track.highest_seen, seq)
+        if track.delivered is not None and not track.filling and seq == track.delivered + 1:
+            self._send(room, track, message)
+            self._drain(room, track)
+            return
+        if len(track.early) < self._buffer_limit:
+            track.early[seq] = message
+        self._start_fill(room, track)
+
+    def notice(self, room, last_id):
+        """A hint that `room` has reached `last_id` (a periodic check, a relinked bus)."""
+        track = self._tracks.get(room)
+        if track is None or track.delivered is None or last_id <= track.delivered:
+            return
+        track.highest_seen = max(track.highest_seen, last_id)
+        self._start_fill(room, track)
+
+    def _send(self, room, track, message):
+        track.delivered = message["id"]
+        self._deliver_local(room, message)
+
+    def _drain(self, room, track):
+        """Deliver held messages that are next in line; start a fill if a gap remains."""
+        while track.early:
+            nxt = track.early.pop(track.delivered + 1, None)
+            if nxt is None:
+                for seq in [s for s in track.early if s <= track.delivered]:
+                    del track.early[seq]
+                break
+            self._send(room, track, nxt)
+        if track.highest_seen > track.delivered:
+            self._start_fill(room, track)
+
+    def _start_fill(self, room, track):
+        if track.delivered is None or track.filling:
+            return
+        track.filling = True
+        gevent.spawn(self._fill, room, track)
+
+    def _fill(self, room, track):
+        """Read the missing ids from the database and deliver them in order."""
+        try:
+            while self._tracks.get(room) is track and track.highest_seen > track.delivered:
+                target = track.highest_seen
+                try:
+                    rows = self._store.read(persistence.messages_between, room, track.delivered,
+                                            target, self._page_limit)
+                except ProtocolError as exc:
+                    log.warning("gap fill for %s waits: %s", room, exc.message)
+                    gevent.sleep(FILL_RETRY_SECS)
+                    continue
+                if self._metrics:
+                    self._metrics.recovered(len(rows))
+                for message in rows:
+                    if message["id"] > track.delivered:
+                        self._send(room, track, track.early.pop(message["id"], message))
+                if len(rows) < self._page_limit:
+                    # ids up to target missing from the database were deleted: skip them
+                    track.delivered = max(track.delivered, target)
+                self._pop_delivered(track)
+                self._drain_in_fill(room, track)
+        finally:
+            track.filling = False
+
+    def _drain_in_fill(self, room, track):
+        while track.delivered + 1 in track.early:
+            self._send(room, track, track.early.pop(track.delivered + 1))
+
+    @staticmethod
+    def _pop_delivered(track):
+        for seq in [s for s in track.early if s <= track.delivered]:
+            del track.early[seq]
+
+    # -- membership -------------------------------------------------------------------------
+    def admit(self, room, since, recent, limit, enter):
+        """Read the joiner's history and call `enter()` exactly at its end.
+
+        Returns persistence.Snapshot. When truncated (a long `since` gap), `enter` is not
+        called: the client asks again with `since` = the last id it got.
+        """
+        track = self._tracks.setdefault(room, _Track())
+        track.joining += 1
+        try:
+            return self._admit(room, track, since, recent, limit, enter)
+        finally:
+            track.joining -= 1
+
+    def _admit(self, room, track, since, recent, limit, enter):
+        snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit)
+        if track.delivered is None:
+            track.delivered = snap.upto
+            self._pop_delivered(track)
+            self._drain(room, track)
+        while not snap.truncated and snap.upto < track.delivered:
+            # more was delivered here while we read: read again up to the new mark
+            snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit)
+        if snap.truncated:
+            return snap
+        messages = [m for m in snap.messages if m["id"] <= track.delivered]
+        enter()  # no yield between the check above and this: the split is exact
+        return persistence.Snapshot(messages, track.delivered, False)
+
+    def release(self, room, still_members):
+        """Forget a room once this node has no members (and no joiner) left in it."""
+        track = self._tracks.get(room)
+        if track is not None and not still_members and track.joining == 0:
+            del self._tracks[room]

@@ -1,0 +1,87 @@
+"""Socket.IO event handlers: one small function per event, validate -> service -> reply.
+
+Errors are values here: a handler returns `{ok: false, error: {code, message}}` and never
+raises into python-socketio, so a bad payload can neither crash the server nor drop the
+connection.
+"""
+import functools
+import logging
+
+import socketio
+
+from chat import protocol
+from chat.protocol import ProtocolError, failure
+
+log = logging.getLogger(__name__)
+
+
+def guarded(handler):
+    """Turn ProtocolErrors and bugs into error acks."""
+
+    @functools.wraps(handler)
+    def wrapper(sid, data=None, *_extra):
+        try:
+            return handler(sid, data)
+        except ProtocolError as exc:
+            return failure(exc.code, exc.message)
+        except Exception:
+            log.exception("handler %s failed for sid=%s", handler.__name__, sid)
+            return failure(protocol.INTERNAL, "internal error; the request was not completed")
+
+    return wrapper
+
+
+def register(sio, service):
+    limits = service.limits
+
+    @sio.event
+    def connect(sid, environ, auth=None):
+        try:
+            service.connect(sid, environ, auth)
+        except ProtocolError as exc:
+            log.info("refused sid=%s addr=%s code=%s", sid, environ.get("REMOTE_ADDR"), exc.code)
+            raise socketio.exceptions.ConnectionRefusedError(exc.message, exc.as_dict()) from None
+        except Exception:
+            log.exception("connect failed for sid=%s", sid)
+            error = {"code": protocol.INTERNAL, "message": "internal error"}
+            raise socketio.exceptions.ConnectionRefusedError(error["message"], error) from None
+
+    @sio.event
+    def disconnect(sid, reason=None):
+        service.disconnect(sid, reason)
+
+    @sio.on("join")
+    @guarded
+    def join(sid, data):
+        return service.join(sid, protocol.parse_join(data))
+
+    @sio.on("leave")
+    @guarded
+    def leave(sid, data):
+        return service.leave(sid, protocol.parse_leave(data))
+
+    @sio.on("send")
+    @guarded
+    def send(sid, data):
+        return service.send(sid, protocol.parse_send(data, limits.max_message))
+
+    @sio.on("history")
+    @guarded
+    def history(sid, data):
+        return service.history(sid, protocol.parse_history(data, limits.history, limits.page_max))
+
+    @sio.on("typing")
+    @guarded
+    def typing(sid, data):
+        room, active = protocol.parse_typing(data)
+        service.typing(sid, room, active)
+
+    @sio.on("rooms")
+    @guarded
+    def rooms(sid, data):
+        protocol.parse_rooms(data)
+        return service.rooms(sid)
+
+    @sio.on("*")
+    def unknown(event, sid, *_args):
+        return failure(protocol.UNKNOWN_EVENT, f"unknown event {str(event)[:64]!r}")

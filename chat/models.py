@@ -1,0 +1,59 @@
+"""Rooms and their messages: the durable record every delivery is checked against.
+
+A message's public id is its room sequence number (`seq`): contiguous per room and assigned
+inside the committing transaction while the room row is locked, so ids become visible in
+the same order on every node and `since` recovery can never skip one.
+"""
+from django.conf import settings
+from django.db import models
+import datetime
+
+from django.utils import timezone
+
+
+class Room(models.Model):
+    name = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seq = models.BigIntegerField(default=0, help_text="Highest message id assigned in this room.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Message(models.Model):
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.BigIntegerField(help_text="Public message id: the room's sequence number.")
+    author = models.CharField(max_length=32)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    nonce = models.CharField(max_length=64, null=True, blank=True)
+
+    class Meta:
+        ordering = ["room_id", "seq"]
+        constraints = [
+            # Also the index for history, paging and `since` (room, seq range scans).
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
+            models.UniqueConstraint(
+                fields=["room", "author", "nonce"],
+                condition=models.Q(nonce__isnull=False),
+                name="message_author_nonce_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="message_created_idx")]
+
+    def __str__(self):
+        return f"{self.room.name}#{self.seq} {self.author}"
+
+    def to_wire(self, room_name=None):
+        """The Message object of docs/PROTOCOL.md."""
+        return {
+            "id": self.seq,
+            "room": room_name or self.room.name,
+            "user": self.author,
+            "text": self.text,
+            "ts": self.created_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
+        }

@@ -1,0 +1,149 @@
+"""Every query the socket side runs, as plain functions over Django's ORM.
+
+Called only from chat.store's worker greenlets (which own the connections). Writes assign
+room sequence numbers inside the committing transaction: `UPDATE room SET last_seq =
+last_seq + n ... RETURNING` locks the room row until commit, so within a room ids are
+committed, and so become visible, in increasing order on every node. Rooms of one batch are
+locked in name order so two nodes' batches cannot deadlock.
+"""
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from chat.models import Message, Room
+from chat.protocol import INVALID_ROOM, ProtocolError
+
+
+@dataclass(frozen=True)
+class Draft:
+    room: str
+    author: str
+    user_id: int | None
+    text: str
+    nonce: str | None
+
+
+@dataclass(frozen=True)
+class Posted:
+    message: dict  # wire Message
+    created: bool  # False when a repeated nonce returned the stored message
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    messages: list  # wire Messages, oldest first
+    upto: int  # every message with id <= upto is accounted for
+    truncated: bool
+
+
+def room_exists(name):
+    return Room.objects.filter(name=name).exists()
+
+
+def create_room(name):
+    Room.objects.bulk_create([Room(name=name)], ignore_conflicts=True)
+
+
+def _stored_by_nonce(drafts):
+    keyed = [d for d in drafts if d.nonce]
+    if not keyed:
+        return {}
+    match = Q()
+    for d in keyed:
+        match |= Q(room__name=d.room, author=d.author, nonce=d.nonce)
+    found = Message.objects.filter(match).select_related("room")
+    return {(m.room.name, m.author, m.nonce): m.to_wire() for m in found}
+
+
+def _reserve_seqs(room_name, count):
+    """Lock the room row and reserve `count` ids; returns (room_id, first_id) or None."""
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_seq = last_seq + %s WHERE name = %s RETURNING id, last_seq",
+            [count, room_name],
+        )
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1] - count + 1)
+
+
+def commit_posts(drafts):
+    """Store a batch in one transaction. Returns, per draft, a Posted or a ProtocolError."""
+    with transaction.atomic():
+        stored = _stored_by_nonce(drafts)
+        results = [None] * len(drafts)
+        fresh = defaultdict(list)  # room -> [(index, draft)]
+        first_index = {}
+        for index, draft in enumerate(drafts):
+            key = (draft.room, draft.author, draft.nonce)
+            if draft.nonce and key in stored:
+                results[index] = Posted(stored[key], created=False)
+            elif draft.nonce and key in first_index:
+                results[index] = first_index[key]  # same nonce twice in one batch
+            else:
+                fresh[draft.room].append((index, draft))
+                if draft.nonce:
+                    first_index[key] = index
+        now = timezone.now()
+        rows = []
+        for room_name in sorted(fresh):
+            reserved = _reserve_seqs(room_name, len(fresh[room_name]))
+            for offset, (index, draft) in enumerate(fresh[room_name]):
+                if reserved is None:
+                    results[index] = ProtocolError(INVALID_ROOM, f"room {room_name} does not exist")
+                    continue
+                room_id, first_seq = reserved
+                row = Message(room_id=room_id, seq=first_seq + offset, author=draft.author,
+                              user_id=draft.user_id, text=draft.text, created_at=now, nonce=draft.nonce)
+                rows.append(row)
+                results[index] = Posted(row.to_wire(room_name), created=True)
+        Message.objects.bulk_create(rows)
+    return [results[r] if isinstance(r, int) else r for r in results]
+
+
+def _wire(rows, room_name):
+    return [m.to_wire(room_name) for m in rows]
+
+
+def snapshot(room_name, since, upto, recent, limit):
+    """Messages a joiner gets: the last `recent` up to `upto` (None: the room's last id), or
+    with `since` every message after it, at most `limit` (then `truncated`)."""
+    with transaction.atomic():  # one consistent read on SQLite and PostgreSQL alike
+        if upto is None:
+            upto = Room.objects.filter(name=room_name).values_list("last_seq", flat=True).first() or 0
+        in_room = Message.objects.filter(room__name=room_name, seq__lte=upto)
+        if since is None:
+            rows = list(in_room.order_by("-seq")[:recent])[::-1]
+            return Snapshot(_wire(rows, room_name), upto, truncated=False)
+        rows = list(in_room.filter(seq__gt=since).order_by("seq")[: limit + 1])
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return Snapshot(_wire(rows, room_name), rows[-1].seq, truncated=True)
+    return Snapshot(_wire(rows, room_name), upto, truncated=False)
+
+
+def messages_between(room_name, after, upto, limit):
+    """Messages with after < id <= upto, oldest first, at most `limit`."""
+    rows = Message.objects.filter(room__name=room_name, seq__gt=after, seq__lte=upto).order_by("seq")[:limit]
+    return _wire(rows, room_name)
+
+
+def messages_before(room_name, before, limit):
+    """Up to `limit` messages with id < before (None: the newest), oldest first; paged by id."""
+    rows = Message.objects.filter(room__name=room_name)
+    if before is not None:
+        rows = rows.filter(seq__lt=before)
+    return _wire(list(rows.order_by("-seq")[:limit])[::-1], room_name)
+
+
+def list_rooms(online_counts, limit):
+    """Rooms with online counts: rooms with people first, then the most recently active."""
+    names = Room.objects.order_by("-last_seq", "name").values_list("name", flat=True)[:limit]
+    listed = {name: online_counts.get(name, 0) for name in names}
+    for name, count in online_counts.items():
+        listed.setdefault(name, count)
+    ordered = sorted(listed.items(), key=lambda item: -item[1])[:limit]
+    return [{"name": name, "members": count} for name, count in ordered]

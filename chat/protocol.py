@@ -1,0 +1,167 @@
+"""The wire protocol's edge: event names, payload validation and error codes.
+
+Every client payload passes through one `parse_*` function here before any service sees it;
+a bad payload becomes a `ProtocolError`, answered as `{ok: false, error: {code, message}}`.
+docs/PROTOCOL.md documents each code.
+"""
+import re
+from dataclasses import dataclass
+
+ROOM_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+NONCE_MAX_CHARS = 64
+ID_MAX = 2**63 - 1
+
+# Error codes (documented in docs/PROTOCOL.md).
+INVALID_PAYLOAD = "invalid_payload"
+INVALID_ROOM = "invalid_room"
+INVALID_TEXT = "invalid_text"
+TEXT_TOO_LONG = "text_too_long"
+NOT_MEMBER = "not_member"
+TOO_MANY_ROOMS = "too_many_rooms"
+INVALID_NAME = "invalid_name"
+NAME_TAKEN = "name_taken"
+NAME_RESERVED = "name_reserved"
+INVALID_TOKEN = "invalid_token"
+TOKEN_EXPIRED = "token_expired"
+UNAVAILABLE = "unavailable"
+BUSY = "busy"
+UNKNOWN_EVENT = "unknown_event"
+INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """A request the server refuses; carried to the client as an error value."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def as_dict(self):
+        return {"code": self.code, "message": self.message}
+
+
+def ok(**fields):
+    return {"ok": True, **fields}
+
+
+def failure(code, message):
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    room: str
+    since: int | None
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    room: str
+    text: str
+    nonce: str | None
+
+
+@dataclass(frozen=True)
+class HistoryRequest:
+    room: str
+    before: int | None
+    limit: int
+
+
+def _object(data):
+    if not isinstance(data, dict):
+        raise ProtocolError(INVALID_PAYLOAD, "payload must be a JSON object")
+    return data
+
+
+def room_name(value):
+    if not isinstance(value, str) or not ROOM_RE.match(value):
+        raise ProtocolError(INVALID_ROOM, "room must be 1-64 characters of a-z, 0-9, _ and -")
+    return value
+
+
+def user_name(value):
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise ProtocolError(INVALID_NAME, "name must be 1-32 letters, digits, _, - or .")
+    return value
+
+
+def _message_id(data, field, required=False):
+    value = data.get(field)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ID_MAX:
+        raise ProtocolError(INVALID_PAYLOAD, f"{field} must be a non-negative integer message id")
+    return value
+
+
+def parse_join(data):
+    data = _object(data)
+    return JoinRequest(room=room_name(data.get("room")), since=_message_id(data, "since"))
+
+
+def parse_leave(data):
+    return room_name(_object(data).get("room"))
+
+
+def parse_send(data, max_chars):
+    data = _object(data)
+    room = room_name(data.get("room"))
+    text = data.get("text")
+    if not isinstance(text, str):
+        raise ProtocolError(INVALID_TEXT, "text must be a string")
+    text = text.strip()
+    if not text:
+        raise ProtocolError(INVALID_TEXT, "text is empty")
+    if len(text) > max_chars:
+        raise ProtocolError(TEXT_TOO_LONG, f"text is longer than {max_chars} characters")
+    nonce = data.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= NONCE_MAX_CHARS):
+        raise ProtocolError(INVALID_PAYLOAD, f"nonce must be a string of 1-{NONCE_MAX_CHARS} characters")
+    return SendRequest(room=room, text=text, nonce=nonce)
+
+
+def parse_limit(value, default, maximum):
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ProtocolError(INVALID_PAYLOAD, f"limit must be an integer from 1 to {maximum}")
+    return value
+
+
+def parse_history(data, default_limit, max_limit):
+    data = _object(data)
+    return HistoryRequest(
+        room=room_name(data.get("room")),
+        before=_message_id(data, "before"),
+        limit=parse_limit(data.get("limit"), default_limit, max_limit),
+    )
+
+
+def parse_typing(data):
+    data = _object(data)
+    active = data.get("active")
+    if not isinstance(active, bool):
+        raise ProtocolError(INVALID_PAYLOAD, "active must be true or false")
+    return room_name(data.get("room")), active
+
+
+def parse_rooms(data):
+    if data is not None:
+        _object(data)
+
+
+def parse_auth(auth):
+    """Return (name, token) from the Socket.IO `auth` object; either may be None."""
+    if auth is None:
+        return None, None
+    auth = _object(auth)
+    token = auth.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError(INVALID_TOKEN, "token must be a string")
+    name = auth.get("name")
+    if name is not None:
+        name = user_name(name)
+    return name, token

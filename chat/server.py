@@ -1,0 +1,90 @@
+"""The process-wide chat runtime and the gevent server that serves it.
+
+This module owns, on purpose, the one `Runtime` of a server process (`current()`): the
+Socket.IO server, presence, store, feed and service. Django code that must reach connected
+clients (admin deletions, page views showing online counts) asks for it here; when no
+server runs in the process (management commands, unit tests) `current()` is None.
+"""
+import logging
+import signal
+from dataclasses import dataclass
+
+import gevent
+import socketio
+from gevent.event import Event
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from gevent.pywsgi import WSGIServer
+from geventwebsocket.handler import WebSocketHandler
+
+from chat import bus, events
+from chat.delivery import RoomFeed
+from chat.presence import Presence
+from chat.services import ChatService, Limits
+from chat.store import Store
+
+log = logging.getLogger(__name__)
+
+_runtime = None
+
+
+@dataclass
+class Runtime:
+    sio: socketio.Server
+    service: ChatService
+    store: Store
+    presence: Presence
+    app: object
+
+
+def current():
+    return _runtime
+
+
+def limits_from_settings():
+    return Limits(
+        history=settings.CHAT_HISTORY, since_max=settings.CHAT_SINCE_MAX, page_max=settings.CHAT_PAGE_MAX,
+        max_message=settings.CHAT_MAX_MESSAGE, rooms_per_connection=settings.CHAT_MAX_ROOMS_PER_CONNECTION,
+        members_listed=settings.CHAT_MAX_MEMBERS_LISTED, rooms_listed=settings.CHAT_ROOMS_LISTED,
+        token_max_age_secs=settings.CHAT_TOKEN_MAX_AGE_SECS,
+    )
+
+
+def build_runtime():
+    manager = bus.build_manager()
+    sio = socketio.Server(
+        async_mode="gevent", client_manager=manager,
+        max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
+        ping_interval=settings.CHAT_PING_INTERVAL_SECS, ping_timeout=settings.CHAT_PING_TIMEOUT_SECS,
+        cors_allowed_origins=settings.CHAT_ALLOWED_ORIGINS or None,
+        logger=False, engineio_logger=False,
+    )
+    presence = Presence()
+    service = None
+    store = Store(settings.CHAT_DB_READERS, settings.CHAT_DB_QUEUE, settings.CHAT_WRITE_BATCH,
+                  on_committed=lambda messages: service.messages_committed(messages))
+    feed = RoomFeed(store, lambda room, message: manager.emit_local("message", message, room),
+                    settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX)
+    manager.attach_feed(feed)
+    service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID)
+    events.register(sio, service)
+    app = socketio.WSGIApp(sio, get_wsgi_application())
+    return Runtime(sio, service, store, presence, app)
+
+
+def serve(host, port):
+    """Run the chat server until SIGINT/SIGTERM."""
+    global _runtime
+    _runtime = build_runtime()
+    _runtime.store.start()
+    server = WSGIServer((host, port), _runtime.app, handler_class=WebSocketHandler, log=None,
+                        error_log=logging.getLogger("gevent.pywsgi"))
+    server.start()
+    log.info("listening on http://%s:%d node=%s", host, server.server_port, settings.CHAT_NODE_ID)
+    stopped = Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, stopped.set)
+    stopped.wait()
+    log.info("stopping node=%s", settings.CHAT_NODE_ID)
+    server.stop(timeout=5)
+    _runtime.store.stop()

@@ -1,0 +1,161 @@
+"""What the chat does: connect, join, leave, post, history, typing, rooms, deletions.
+
+The only module that decides what clients are told. Room messages are broadcast only after
+their commit: the store's writer calls `messages_committed` once a batch is durable, and the
+bus carries them to every node's room feed. Presence, typing and deletion notices go out
+through the Socket.IO server (and so through the bus in a cluster).
+"""
+import logging
+from dataclasses import dataclass
+
+from chat import identity, persistence, protocol
+from chat.presence import NameTaken
+from chat.protocol import ProtocolError, ok
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    history: int
+    since_max: int
+    page_max: int
+    max_message: int
+    rooms_per_connection: int
+    members_listed: int
+    rooms_listed: int
+    token_max_age_secs: int
+
+
+class ChatService:
+    def __init__(self, sio, bus, presence, store, feed, limits, node_id):
+        self.sio, self.bus, self.presence = sio, bus, presence
+        self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
+        self._identities = {}  # sid -> identity.Identity, owned here, cleared on disconnect
+
+    # -- connections ------------------------------------------------------------------------
+    def connect(self, sid, environ, auth):
+        """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
+        name, token = protocol.parse_auth(auth)
+        who, takeover = self._identify(environ, name, token)
+        try:
+            previous = self.presence.claim(sid, who.name, takeover=takeover)
+        except NameTaken:
+            raise ProtocolError(protocol.NAME_TAKEN, f"{who.name} is already online") from None
+        self._identities[sid] = who
+        if previous is not None:
+            self._replace(previous)
+        log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, client_address(environ), who.name)
+        self.sio.emit("welcome", {"name": who.name, "token": identity.make_token(who)}, to=sid)
+
+    def _identify(self, environ, name, token):
+        """Token first, then a logged-in Django user, then a guest name."""
+        if token:
+            return identity.read_token(token, self.limits.token_max_age_secs), True
+        user = self.store.read(identity.user_for_session, identity.session_key_from_environ(environ))
+        if user is not None:
+            return identity.Identity(user.get_username(), user.pk), True
+        if name is None:
+            raise ProtocolError(protocol.INVALID_NAME, "connect with auth {name} or {token}")
+        if self.store.read(identity.is_reserved_name, name):
+            raise ProtocolError(protocol.NAME_RESERVED, f"{name} belongs to a registered user; log in to use it")
+        return identity.Identity(name), False
+
+    def _replace(self, old_sid):
+        """The same identity connected again: drop its old socket."""
+        self.sio.emit("kicked", {"code": "replaced", "message": "you connected from somewhere else"}, to=old_sid)
+        self.disconnect(old_sid, "replaced")
+        self.sio.disconnect(old_sid)
+
+    def disconnect(self, sid, reason=None):
+        name, rooms = self.presence.release(sid)
+        self._identities.pop(sid, None)
+        if name is None:
+            return
+        for room in rooms:
+            self.sio.leave_room(sid, room)
+            self._announce(room, name, "leave")
+            self.feed.release(room, self.presence.count(room) > 0)
+        log.info("disconnect node=%s sid=%s name=%s reason=%s", self.node_id, sid, name, reason)
+
+    # -- rooms ------------------------------------------------------------------------------
+    def join(self, sid, request):
+        room, name = request.room, self._name(sid)
+        already = self.presence.is_member(sid, room)
+        if not already and len(self.presence.rooms_of(sid)) >= self.limits.rooms_per_connection:
+            raise ProtocolError(protocol.TOO_MANY_ROOMS,
+                                f"at most {self.limits.rooms_per_connection} rooms per connection")
+        if not already and not self.store.read(persistence.room_exists, room):
+            self.store.write(persistence.create_room, room)
+        try:
+            snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
+                                   enter=lambda: self._enter(sid, room, name))
+        finally:
+            self.feed.release(room, self.presence.count(room) > 0)
+        reply = ok(room=room, history=snap.messages, members=self.presence.members(room, self.limits.members_listed))
+        if snap.truncated:
+            reply["truncated"] = True
+        return reply
+
+    def _enter(self, sid, room, name):
+        if self.presence.join(sid, room):
+            self.sio.enter_room(sid, room)
+            self._announce(room, name, "join")
+
+    def leave(self, sid, room):
+        name = self._name(sid)
+        if self.presence.leave(sid, room):
+            self.sio.leave_room(sid, room)
+            self._announce(room, name, "leave")
+            self.feed.release(room, self.presence.count(room) > 0)
+        return ok()
+
+    def _announce(self, room, name, action):
+        self.sio.emit("presence", {"room": room, "user": name, "action": action,
+                                   "count": self.presence.count(room)}, room=room)
+
+    # -- messages ---------------------------------------------------------------------------
+    def send(self, sid, request):
+        who = self._identities.get(sid)
+        self._require_member(sid, request.room)
+        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce)
+        return ok(message=self.store.post(draft).message)
+
+    def messages_committed(self, messages):
+        """Called by the store's writer after each commit, in id order."""
+        self.bus.publish_room_messages(messages)
+
+    def history(self, sid, request):
+        self._name(sid)
+        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit)
+        return ok(messages=rows)
+
+    def typing(self, sid, room, active):
+        name = self._name(sid)
+        self._require_member(sid, room)
+        self.sio.emit("typing", {"room": room, "user": name, "active": active}, room=room, skip_sid=sid)
+
+    def rooms(self, sid):
+        self._name(sid)
+        return ok(rooms=self.room_list())
+
+    def room_list(self):
+        return self.store.read(persistence.list_rooms, self.presence.room_counts(), self.limits.rooms_listed)
+
+    def message_deleted(self, room, message_id):
+        self.sio.emit("message_deleted", {"room": room, "id": message_id}, room=room)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _name(self, sid):
+        name = self.presence.name_of(sid)
+        if name is None:
+            raise ProtocolError(protocol.NOT_MEMBER, "connection is not signed in")
+        return name
+
+    def _require_member(self, sid, room):
+        if not self.presence.is_member(sid, room):
+            raise ProtocolError(protocol.NOT_MEMBER, f"join {room} first")
+
+
+def client_address(environ):
+    return environ.get("REMOTE_ADDR", "?")

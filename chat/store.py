@@ -1,0 +1,156 @@
+"""Database work off the socket greenlets: a bounded set of connections and batched commits.
+
+Under gevent every greenlet is a Django "thread" with its own connection, so socket
+handlers never touch the ORM. They hand work to this module's workers instead:
+CHAT_DB_READERS reader greenlets and ONE writer greenlet, each holding one long-lived
+connection. The socket side of a process therefore holds at most CHAT_DB_READERS + 1
+connections whatever the number of clients. The single writer also keeps SQLite free of
+lock contention and commits `send`s in batches (up to CHAT_WRITE_BATCH per transaction).
+
+Limits: each queue holds at most CHAT_DB_QUEUE jobs; past that a request is refused with
+`busy` at once (nothing is written). A database error answers `unavailable`, and the
+worker's connection is dropped so the next job reconnects.
+"""
+import logging
+import time
+
+import gevent
+from django.db import DatabaseError, IntegrityError, connection
+from gevent.event import AsyncResult
+from gevent.queue import Full, Queue
+
+from chat import persistence
+from chat.protocol import BUSY, UNAVAILABLE, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+class _Call:
+    __slots__ = ("fn", "args", "result")
+
+    def __init__(self, fn, args):
+        self.fn, self.args, self.result = fn, args, AsyncResult()
+
+
+class _Post:
+    __slots__ = ("draft", "result")
+
+    def __init__(self, draft):
+        self.draft, self.result = draft, AsyncResult()
+
+
+class Store:
+    def __init__(self, readers, queue_limit, batch_limit, on_committed, metrics=None):
+        self._reader_count = readers
+        self._reads = Queue(maxsize=queue_limit)
+        self._writes = Queue(maxsize=queue_limit)
+        self._batch_limit = batch_limit
+        self._on_committed = on_committed  # called in the writer, in id order, after each commit
+        self._metrics = metrics
+        self._workers = []
+
+    def start(self):
+        self._workers = [gevent.spawn(self._read_loop) for _ in range(self._reader_count)]
+        self._workers.append(gevent.spawn(self._write_loop))
+
+    def stop(self):
+        gevent.killall(self._workers)
+
+    @property
+    def connection_bound(self):
+        return self._reader_count + 1
+
+    def pending(self):
+        return self._reads.qsize() + self._writes.qsize()
+
+    # -- the API socket handlers use (blocks only the calling greenlet) -----------------------
+    def read(self, fn, *args):
+        return self._submit(self._reads, _Call(fn, args))
+
+    def write(self, fn, *args):
+        return self._submit(self._writes, _Call(fn, args))
+
+    def post(self, draft):
+        """Commit one message (batched with others); returns persistence.Posted."""
+        return self._submit(self._writes, _Post(draft))
+
+    def _submit(self, queue, job):
+        try:
+            queue.put_nowait(job)
+        except Full:
+            raise ProtocolError(BUSY, "server is busy; try again shortly") from None
+        outcome = job.result.get()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    # -- workers ------------------------------------------------------------------------
+    def _read_loop(self):
+        while True:
+            self._run_call(self._reads.get())
+
+    def _run_call(self, job):
+        try:
+            job.result.set(job.fn(*job.args))
+        except ProtocolError as exc:
+            job.result.set(exc)
+        except DatabaseError as exc:
+            job.result.set(self._unavailable(exc))
+        except Exception as exc:  # a bug: answer the caller, keep the worker alive
+            log.exception("database job %s failed", getattr(job.fn, "__name__", job.fn))
+            job.result.set(exc)
+
+    def _write_loop(self):
+        while True:
+            job = self._writes.get()
+            if isinstance(job, _Call):
+                self._run_call(job)
+                continue
+            batch, held = self._gather_posts(job)
+            self._commit(batch)
+            if held is not None:
+                self._run_call(held)
+
+    def _gather_posts(self, first):
+        """Take queued posts after `first`, up to the batch limit; stop at a non-post job."""
+        batch = [first]
+        while len(batch) < self._batch_limit and not self._writes.empty():
+            job = self._writes.get_nowait()
+            if isinstance(job, _Call):
+                return batch, job
+            batch.append(job)
+        return batch, None
+
+    def _commit(self, batch):
+        started = time.perf_counter()
+        try:
+            outcomes = persistence.commit_posts([job.draft for job in batch])
+        except DatabaseError as exc:
+            if len(batch) > 1 and isinstance(exc, IntegrityError):
+                for job in batch:  # one bad row (a constraint race) must not fail the others
+                    self._commit([job])
+                return
+            outcomes = [self._unavailable(exc)] * len(batch)
+        else:
+            if self._metrics:
+                self._metrics.observe_commit(time.perf_counter() - started, len(batch))
+            created = [o.message for o in outcomes if isinstance(o, persistence.Posted) and o.created]
+            if created:
+                self._deliver(created)
+        for job, outcome in zip(batch, outcomes):
+            job.result.set(outcome)
+
+    def _deliver(self, messages):
+        try:
+            self._on_committed(messages)
+        except Exception:  # delivery trouble must never un-acknowledge a committed message
+            log.exception("delivering %d committed messages failed", len(messages))
+
+    @staticmethod
+    def _unavailable(exc):
+        log.warning("database unavailable: %s", exc)
+        try:
+            connection.close()
+        except DatabaseError:
+            pass
+        return ProtocolError(UNAVAILABLE, "the message store is unavailable; nothing was saved")

@@ -1,0 +1,70 @@
+"""Pages, the JSON API and the health check (Django views; no socket work here).
+
+JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error: {code, message}}`.
+"""
+from django.conf import settings
+from django.db import DatabaseError
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from chat import persistence, protocol, server
+from chat.protocol import ProtocolError
+
+
+def _json_error(code, message, status):
+    return JsonResponse(protocol.failure(code, message), status=status)
+
+
+@require_GET
+def index(request):
+    return render(request, "chat/index.html")
+
+
+@require_GET
+def room_page(request, room):
+    return render(request, "chat/room.html", {"room": room})
+
+
+@require_GET
+def api_rooms(request):
+    runtime = server.current()
+    counts = runtime.presence.room_counts() if runtime else {}
+    return JsonResponse(protocol.ok(rooms=persistence.list_rooms(counts, settings.CHAT_ROOMS_LISTED)))
+
+
+@require_GET
+def api_messages(request, room):
+    try:
+        before = _int_param(request, "before")
+        limit = protocol.parse_limit(_int_param(request, "limit"), settings.CHAT_HISTORY, settings.CHAT_PAGE_MAX)
+    except ProtocolError as exc:
+        return _json_error(exc.code, exc.message, 400)
+    if not persistence.room_exists(room):
+        return _json_error(protocol.INVALID_ROOM, f"no room named {room}", 404)
+    return JsonResponse(protocol.ok(room=room, messages=persistence.messages_before(room, before, limit)))
+
+
+def _int_param(request, name):
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ProtocolError(protocol.INVALID_PAYLOAD, f"{name} must be an integer") from None
+
+
+@require_GET
+def healthz(request):
+    runtime = server.current()
+    status = {"ok": True, "node": settings.CHAT_NODE_ID}
+    try:
+        persistence.room_exists("healthz")
+        status["database"] = "ok"
+    except DatabaseError:
+        status.update(ok=False, database="unavailable")
+    if runtime:
+        status["connections"] = runtime.presence.connection_count()
+        status["db_pending"] = runtime.store.pending()
+    return JsonResponse(status, status=200 if status["ok"] else 503)

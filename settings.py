@@ -1,0 +1,166 @@
+"""Django settings for the chat server, read from the environment with safe defaults.
+
+Every option is listed in README.md ("Configuration"). Values come from environment
+variables so the same code runs as a single node (SQLite, in-process fan-out) or as a
+cluster node (PostgreSQL, ZeroMQ broker) without editing files.
+"""
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent
+
+
+def env_str(name, default):
+    return os.environ.get(name, default)
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_bool(name, default):
+    value = os.environ.get(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_list(name, default):
+    value = os.environ.get(name, default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def load_secret_key(path):
+    """Return SECRET_KEY from the environment, else from a local file created on first use."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = load_secret_key(Path(env_str("SECRET_KEY_FILE", str(BASE_DIR / ".secret_key"))))
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "chat.middleware.DatabaseGateMiddleware",
+    "chat.middleware.ContentSecurityPolicyMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DEFAULT_SQLITE_URL = f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", DEFAULT_SQLITE_URL))}
+# Connections opened by HTTP requests close when the request ends; the socket side keeps its
+# few long-lived connections in chat.store's workers (see CHAT_DB_READERS).
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets readers run while the single writer commits; IMMEDIATE avoids upgrade deadlocks.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
+        "transaction_mode": "IMMEDIATE",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # socket.io-client arrives through npm (package.json); it is served, never copied in.
+    ("vendor/socket.io", BASE_DIR / "node_modules" / "socket.io-client" / "dist"),
+]
+# Serve straight from the finders so `make run` needs no collectstatic; nginx serves
+# STATIC_ROOT itself in a cluster.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "engineio": {"level": "WARNING"},
+        "socketio": {"level": "WARNING"},
+        "geventwebsocket": {"level": "WARNING"},
+    },
+}
+
+# --- chat options (README "Configuration") -------------------------------------------------
+CHAT_NODE_ID = env_str("CHAT_NODE_ID", f"node-{os.getpid()}")
+CHAT_HISTORY = env_int("CHAT_HISTORY", 50)  # messages sent on join
+CHAT_SINCE_MAX = env_int("CHAT_SINCE_MAX", 500)  # messages per `join {since}` catch-up, then truncated
+CHAT_PAGE_MAX = env_int("CHAT_PAGE_MAX", 100)  # largest `history` / API page
+CHAT_MAX_MESSAGE = env_int("CHAT_MAX_MESSAGE", 4000)  # characters after stripping
+CHAT_MAX_ROOMS_PER_CONNECTION = env_int("CHAT_MAX_ROOMS_PER_CONNECTION", 50)
+CHAT_MAX_MEMBERS_LISTED = env_int("CHAT_MAX_MEMBERS_LISTED", 500)  # names in a join ack
+CHAT_ROOMS_LISTED = env_int("CHAT_ROOMS_LISTED", 200)  # rooms in `rooms` and /api/rooms/
+CHAT_TOKEN_MAX_AGE_SECS = env_int("CHAT_TOKEN_MAX_AGE_SECS", 7 * 24 * 3600)
+CHAT_DB_READERS = env_int("CHAT_DB_READERS", 4)  # socket-side read connections (+1 writer)
+CHAT_HTTP_DB_SLOTS = env_int("CHAT_HTTP_DB_SLOTS", 8)  # HTTP requests using the database at once
+CHAT_DB_QUEUE = env_int("CHAT_DB_QUEUE", 5000)  # pending database jobs before `busy`
+CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)  # messages committed in one transaction
+CHAT_FEED_BUFFER = env_int("CHAT_FEED_BUFFER", 1000)  # out-of-order events held per room
+CHAT_MAX_PAYLOAD_BYTES = env_int("CHAT_MAX_PAYLOAD_BYTES", 64 * 1024)  # Engine.IO packet limit
+CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)
+CHAT_PING_TIMEOUT_SECS = env_int("CHAT_PING_TIMEOUT_SECS", 20)
+CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only

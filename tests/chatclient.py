@@ -1,0 +1,83 @@
+"""A python-socketio test client that records every server event for assertions."""
+import threading
+import uuid
+
+import socketio
+
+from tests.serverproc import wait_until
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class ChatClient:
+    def __init__(self, url, transport="websocket", reconnection=False):
+        self.url = url
+        self.transports = [transport] if transport != "polling-upgrade" else ["polling", "websocket"]
+        self.sio = socketio.Client(reconnection=reconnection, request_timeout=10)
+        self.events = []  # (event, data) in arrival order
+        self.lock = threading.Lock()
+        self.connect_error = None
+        self.welcome = None
+        self.sio.on("*", self._record)
+        self.sio.on("connect_error", self._on_connect_error)
+
+    def _record(self, event, *args):
+        data = args[0] if args else None
+        with self.lock:
+            self.events.append((event, data))
+            if event == "welcome":
+                self.welcome = data
+
+    def _on_connect_error(self, data):
+        self.connect_error = data
+
+    def connect(self, name=None, token=None, headers=None, wait_welcome=True):
+        auth = {k: v for k, v in (("name", name), ("token", token)) if v is not None}
+        self.sio.connect(self.url, auth=auth, transports=self.transports, headers=headers or {},
+                         wait_timeout=10)
+        if wait_welcome:
+            wait_until(lambda: self.welcome is not None, message="welcome")
+        return self
+
+    @property
+    def name(self):
+        return self.welcome["name"] if self.welcome else None
+
+    def call(self, event, data=None, timeout=15):
+        return self.sio.call(event, data, timeout=timeout)
+
+    def join(self, room, **extra):
+        reply = self.call("join", {"room": room, **extra})
+        assert reply["ok"], reply
+        return reply
+
+    def send(self, room, text, **extra):
+        reply = self.call("send", {"room": room, "text": text, **extra})
+        assert reply["ok"], reply
+        return reply["message"]
+
+    def received(self, event, room=None):
+        with self.lock:
+            return [d for e, d in self.events if e == event and (room is None or d.get("room") == room)]
+
+    def messages(self, room):
+        return self.received("message", room)
+
+    def wait_for(self, event, predicate=lambda data: True, timeout=10):
+        def found():
+            with self.lock:
+                return next((d for e, d in self.events if e == event and predicate(d)), None)
+
+        return wait_until(found, timeout=timeout, message=f"{event} event")
+
+    def wait_messages(self, room, count, timeout=15):
+        return wait_until(lambda: len(self.messages(room)) >= count and self.messages(room), timeout=timeout,
+                          message=f"{count} messages in {room}")
+
+    def close(self):
+        try:
+            self.sio.disconnect()
+        except Exception:
+            pass

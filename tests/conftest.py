@@ -1,0 +1,48 @@
+"""Shared fixtures: real server processes on free ports, and clients that clean up."""
+import pytest
+
+from tests.chatclient import ChatClient
+from tests.serverproc import ServerProcess, SqliteTemplate
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    return SqliteTemplate(tmp_path_factory.mktemp("sqlite"))
+
+
+@pytest.fixture(scope="session")
+def chat_server(sqlite_template):
+    """One shared server for tests that use their own rooms and names."""
+    server = ServerProcess(sqlite_template.fresh_url()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server(sqlite_template):
+    """Start private servers (custom settings); all are stopped after the test."""
+    started = []
+
+    def start(**env):
+        server = ServerProcess(sqlite_template.fresh_url(), **env).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def clients():
+    """Factory of ChatClients that are all disconnected after the test."""
+    made = []
+
+    def make(url, transport="websocket", **kwargs):
+        client = ChatClient(url, transport=transport, **kwargs)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()

@@ -1,0 +1,19 @@
+"""URL routes. Socket.IO's /socket.io/ is answered before Django by socketio.WSGIApp."""
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import path, re_path
+
+from chat import views
+
+ROOM = r"(?P<room>[a-z0-9_-]{1,64})"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    re_path(rf"^r/{ROOM}/$", views.room_page, name="room"),
+    path("api/rooms/", views.api_rooms, name="api-rooms"),
+    re_path(rf"^api/rooms/{ROOM}/messages/?$", views.api_messages, name="api-messages"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+]
