@@ -35,7 +35,7 @@ class Posted:
 @dataclass(frozen=True)
 class Snapshot:
     messages: list  # wire Messages, oldest first
-    upto: int  # every message with id <= upto is accounted for
+    upto: int  # the room's last id when read: messages are those <= upto
     truncated: bool
 
 
@@ -101,7 +101,7 @@ def commit_posts(drafts):
                 rows.append(row)
                 results[index] = Posted(row.to_wire(room_name), created=True)
         Message.objects.bulk_create(rows)
-    return [results[r] if isinstance(r, int) else r for r in results]
+    return [Posted(results[r].message, created=False) if isinstance(r, int) else r for r in results]
 
 
 def _wire(rows, room_name):
@@ -119,10 +119,7 @@ def snapshot(room_name, since, upto, recent, limit):
             rows = list(in_room.order_by("-seq")[:recent])[::-1]
             return Snapshot(_wire(rows, room_name), upto, truncated=False)
         rows = list(in_room.filter(seq__gt=since).order_by("seq")[: limit + 1])
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return Snapshot(_wire(rows, room_name), rows[-1].seq, truncated=True)
-    return Snapshot(_wire(rows, room_name), upto, truncated=False)
+    return Snapshot(_wire(rows[:limit], room_name), upto, truncated=len(rows) > limit)
 
 
 def messages_between(room_name, after, upto, limit):

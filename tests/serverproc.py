@@ -104,3 +104,23 @@ def wait_until(predicate, timeout=10, interval=0.05, message="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def manage(database_url, *args):
+    """Run a manage.py command against a server's database; returns its stdout."""
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base_env(DATABASE_URL=database_url),
+                          check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+def open_fds_to(pid, path):
+    """How many file descriptors of process `pid` point at `path` (one per SQLite connection)."""
+    target = os.path.realpath(path)
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                count += 1
+        except OSError:
+            pass
+    return count

@@ -1,0 +1,99 @@
+"""Django accounts on the socket, and moderation in the Django admin, against a real server."""
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+import socketio
+
+from tests.chatclient import ChatClient, unique
+from tests.serverproc import LISTENING, ROOT, base_env, manage
+
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def create_user(server, username, password, staff=False):
+    manage(server.database_url, "shell", "-c",
+           "from django.contrib.auth.models import User; "
+           f"u = User.objects.create_user({username!r}, password={password!r}); "
+           f"u.is_staff = u.is_superuser = {staff}; u.save()")
+
+
+def login(server, path, username, password):
+    browser = requests.Session()
+    form = browser.get(server.url + path, timeout=5)
+    token = CSRF_FIELD.search(form.text).group(1)
+    done = browser.post(server.url + path, timeout=5, allow_redirects=False,
+                        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+                        headers={"Referer": server.url + path})
+    assert done.status_code == 302, done.text[:500]
+    cookie = browser.cookies.get("sessionid")
+    assert cookie
+    jar = browser.cookies
+    assert "HttpOnly" in done.headers["Set-Cookie"] and "SameSite=Lax" in done.headers["Set-Cookie"]
+    return browser, jar
+
+
+def cookie_header(jar):
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def test_logged_in_user_chats_under_their_username_and_name_is_reserved(chat_server, clients):
+    username = unique("user")
+    create_user(chat_server, username, "a-long-password-1")
+    _, jar = login(chat_server, "/accounts/login/", username, "a-long-password-1")
+    member = clients(chat_server.url).connect(name="ignored-guest-name", headers={"Cookie": cookie_header(jar)})
+    assert member.name == username
+    room = unique("room")
+    member.join(room)
+    assert member.send(room, "signed in")["user"] == username
+    member.close()
+    guest = ChatClient(chat_server.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        guest.connect(name=username.upper())
+    assert guest.connect_error["data"]["code"] == "name_reserved"
+
+
+def test_admin_deletion_removes_the_message_live(chat_server, clients):
+    admin_name = unique("admin")
+    create_user(chat_server, admin_name, "admin-password-9", staff=True)
+    room = unique("room")
+    a = clients(chat_server.url).connect(name=unique("a"))
+    b = clients(chat_server.url, "polling").connect(name=unique("b"))
+    a.join(room)
+    b.join(room)
+    doomed = a.send(room, "rude words")
+    kept = a.send(room, "kind words")
+    pk = manage(chat_server.database_url, "shell", "-c",
+                f"from chat.models import Message; print(Message.objects.get(room__name={room!r}, seq={doomed['id']}).pk)").split()[-1]
+    admin, _ = login(chat_server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
+    page = admin.get(f"{chat_server.url}/admin/chat/message/{pk}/delete/", timeout=5)
+    token = CSRF_FIELD.search(page.text).group(1)
+    done = admin.post(f"{chat_server.url}/admin/chat/message/{pk}/delete/", timeout=5, allow_redirects=False,
+                      data={"post": "yes", "csrfmiddlewaretoken": token},
+                      headers={"Referer": f"{chat_server.url}/admin/"})
+    assert done.status_code == 302
+    for member in (a, b):
+        assert member.wait_for("message_deleted") == {"room": room, "id": doomed["id"]}
+    assert [m["id"] for m in a.call("history", {"room": room})["messages"]] == [kept["id"]]
+
+
+def test_manage_py_chatserver_serves_the_same_app(sqlite_template):
+    proc = subprocess.Popen([sys.executable, "manage.py", "chatserver", "--port", "0"], cwd=ROOT,
+                            env=base_env(DATABASE_URL=sqlite_template.fresh_url()),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            match = LISTENING.search(line)
+            if match:
+                break
+        url = f"http://127.0.0.1:{match.group(2)}"
+        client = ChatClient(url).connect(name="via-manage")
+        assert client.join("r")["members"] == ["via-manage"]
+        client.close()
+        assert requests.get(url + "/healthz", timeout=5).json()["ok"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)

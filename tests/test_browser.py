@@ -1,0 +1,539 @@
+"""The browser UI end to end: real Chromium (Playwright) against a real server process.
+
+Covers: picking a name and joining a room through the pages, live delivery between two
+browsers (exactly once for the sender), presence and typing indicators, that user content is
+rendered as text (no XSS), reconnect catch-up, loading older history by scrolling up,
+refused names, the room list, the login page, and a 360 px wide phone layout.
+Every page is also checked for CSP violations, JS exceptions and dialogs.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                       reason=f"Chromium not installed at {CHROMIUM} (apt-get install chromium)"),
+]
+
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+expect = playwright_sync.expect
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# Runs before any page script (injected by DevTools, so the page's CSP does not block it):
+# records CSP violations reported by the browser.
+WATCH_CSP = """
+window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + (e.sample || ''));
+});
+"""
+
+CSP_CONSOLE = re.compile(r"content security policy|refused to (execute|load|apply|connect|frame)", re.I)
+
+TIMEOUT_MS = 10_000
+
+
+def uid():
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Watched:
+    """A page plus everything suspicious it reported."""
+
+    def __init__(self, page):
+        self.page = page
+        self.console_errors = []
+        self.page_errors = []
+        self.dialogs = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.on("dialog", self._on_dialog)
+
+    def _on_console(self, msg):
+        if msg.type == "error":
+            self.console_errors.append(msg.text)
+
+    def _on_dialog(self, dialog):
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    def assert_clean(self):
+        assert self.dialogs == [], f"unexpected dialogs (script executed?): {self.dialogs}"
+        assert self.page_errors == [], f"JavaScript exceptions: {self.page_errors}"
+        csp_console = [t for t in self.console_errors if CSP_CONSOLE.search(t)]
+        assert csp_console == [], f"CSP violations in console: {csp_console}"
+        uncaught = [t for t in self.console_errors if "uncaught" in t.lower()]
+        assert uncaught == [], f"uncaught errors in console: {uncaught}"
+        if not self.page.is_closed():
+            violations = self.page.evaluate("window.__cspViolations || []")
+            assert violations == [], f"CSP violations: {violations}"
+
+
+@pytest.fixture
+def open_page(chromium):
+    """Factory: a fresh browser context (own storage) with one watched page."""
+    contexts = []
+
+    def make(**context_options):
+        context = chromium.new_context(**context_options)
+        contexts.append(context)
+        context.set_default_timeout(TIMEOUT_MS)
+        context.add_init_script(WATCH_CSP)
+        return Watched(context.new_page())
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def enter_via_index(w, base, name, room, typed_room=None):
+    page = w.page
+    page.goto(base + "/")
+    page.fill("#name", name)
+    page.fill("#room-input", typed_room or room)
+    page.press("#room-input", "Enter")
+    page.wait_for_url(f"{base}/r/{room}/")
+    wait_joined(w, name)
+
+
+def enter_directly(w, base, name, room):
+    page = w.page
+    page.goto(f"{base}/r/{room}/")
+    expect(page.locator("#name-form")).to_be_visible()
+    page.fill("#name", name)
+    page.press("#name", "Enter")
+    wait_joined(w, name)
+
+
+def wait_joined(w, name):
+    """Connected and the join ack rendered (the member list holds our own name)."""
+    expect(w.page.locator("#status")).to_have_text("connected")
+    expect(w.page.locator("#members .member", has_text=name)).to_have_count(1)
+
+
+def send(w, text):
+    w.page.fill("#text", text)
+    w.page.press("#text", "Enter")
+
+
+def messages_with_text(w, text):
+    """`.message` elements whose `.message-text` is exactly `text`."""
+    return w.page.locator("#messages .message").filter(
+        has=w.page.locator(".message-text", has_text=re.compile("^" + re.escape(text) + "$")))
+
+
+def message_texts(w):
+    return w.page.eval_on_selector_all("#messages .message .message-text", "els => els.map(e => e.textContent)")
+
+
+def message_ids(w):
+    return w.page.eval_on_selector_all("#messages .message", "els => els.map(e => Number(e.dataset.id))")
+
+
+def create_user(server, username, password):
+    """Create a Django account in the database of the running test server."""
+    database_url = getattr(server, "database_url", None)
+    if not database_url:
+        pytest.skip("chat_server does not expose database_url; cannot create an account")
+    from tests.serverproc import ROOT, base_env
+    code = ("import sys; from django.contrib.auth import get_user_model; "
+            "get_user_model().objects.create_user(sys.argv[1], password=sys.argv[2])")
+    subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}", username, password],
+                   cwd=ROOT, env=base_env(DATABASE_URL=database_url), check=True, timeout=60)
+
+
+def session_token(w):
+    raw = w.page.evaluate("sessionStorage.getItem('chat.session')")
+    return json.loads(raw)["token"] if raw else None
+
+
+def no_horizontal_scroll(page, width):
+    sizes = page.evaluate("""() => ({doc: document.documentElement.scrollWidth,
+                                     body: document.body.scrollWidth})""")
+    assert sizes["doc"] <= width and sizes["body"] <= width, sizes
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+def test_two_users_chat_typing_and_xss(chat_server, open_page):
+    base, room = chat_server.url, f"ui-{uid()}"
+    alice, bob = f"alice_{uid()[:6]}", f"bob.{uid()[:6]}"
+    a, b = open_page(), open_page()
+
+    # A goes through the index page (typed room name is lower-cased); B opens the room URL.
+    enter_via_index(a, base, alice, room, typed_room=room.upper())
+    enter_directly(b, base, bob, room)
+
+    # Presence: both see both, and A's count follows B's arrival.
+    expect(b.page.locator("#members .member", has_text=alice)).to_have_count(1)
+    expect(b.page.locator("#member-count")).to_have_text("2")
+    expect(a.page.locator("#members .member", has_text=bob)).to_have_count(1)
+    expect(a.page.locator("#member-count")).to_have_text("2")
+
+    # Typing indicator.
+    a.page.locator("#text").press_sequentially("Hel")
+    expect(b.page.locator("#typing")).to_contain_text(f"{alice} is typing")
+    expect(a.page.locator("#typing")).to_have_text("")  # never shows oneself
+
+    # Message delivery: in B, and exactly once in A (ack + broadcast are de-duplicated).
+    a.page.locator("#text").press_sequentially("lo from A")
+    a.page.press("#text", "Enter")
+    in_b = messages_with_text(b, "Hello from A")
+    expect(in_b).to_have_count(1)
+    expect(in_b.locator(".message-user")).to_have_text(alice)
+    expect(in_b.locator(".message-time")).not_to_have_text("")
+    in_a = messages_with_text(a, "Hello from A")
+    expect(in_a).to_have_count(1)
+    expect(a.page.locator("#text")).to_have_value("")
+    expect(a.page.locator("#outbox > *")).to_have_count(0)
+    assert in_a.get_attribute("data-id") == in_b.get_attribute("data-id")
+    assert "mine" in (in_a.get_attribute("class") or "")
+    # Sending ends the typing state.
+    expect(b.page.locator("#typing")).to_have_text("")
+
+    # Shift+Enter is a newline, Enter sends.
+    a.page.locator("#text").press_sequentially("line one")
+    a.page.press("#text", "Shift+Enter")
+    a.page.locator("#text").press_sequentially("line two")
+    a.page.press("#text", "Enter")
+    expect(messages_with_text(b, "line one\nline two")).to_have_count(1)
+
+    # Hostile content is shown as text and never executed.
+    payloads = ["<img src=x onerror=alert(1)>", "<script>window.__xss=1</script>",
+                '<b onmouseover="alert(2)">bold</b> & &amp; "quotes"']
+    for text in payloads:
+        send(a, text)
+    for text in payloads:
+        expect(messages_with_text(b, text)).to_have_count(1)
+        expect(messages_with_text(a, text)).to_have_count(1)
+    b.page.wait_for_timeout(300)  # give any injected handler a chance to fire
+    for w in (a, b):
+        assert w.page.locator("#messages img, #messages script, #messages b").count() == 0
+        assert w.page.evaluate("typeof window.__xss") == "undefined"
+
+    # B answers; A receives it once.
+    send(b, "Hi alice")
+    expect(messages_with_text(a, "Hi alice")).to_have_count(1)
+    expect(messages_with_text(b, "Hi alice")).to_have_count(1)
+
+    # Everything arrived once and in id order on both sides.
+    for w in (a, b):
+        ids = message_ids(w)
+        assert ids == sorted(ids) and len(ids) == len(set(ids)) == 2 + len(payloads) + 1
+    assert message_texts(a) == message_texts(b)
+
+    # B leaves: A's member list and count follow.
+    b.page.close()
+    expect(a.page.locator("#members .member", has_text=bob)).to_have_count(0)
+    expect(a.page.locator("#member-count")).to_have_text("1")
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_reconnect_catches_up_missed_messages(chat_server, open_page):
+    base, room = chat_server.url, f"ui-re-{uid()}"
+    alice, bob = f"alice_{uid()[:6]}", f"bob_{uid()[:6]}"
+    a, b = open_page(), open_page()
+    enter_directly(a, base, alice, room)
+    enter_directly(b, base, bob, room)
+    send(a, "before the drop")
+    expect(messages_with_text(b, "before the drop")).to_have_count(1)
+
+    # Drop A's transport; the client waits 2.5 s before reconnecting (with its token).
+    a.page.evaluate("""() => {
+        const m = window.chatApp.socket.io;
+        m.reconnectionDelay(2500); m.reconnectionDelayMax(2500); m.randomizationFactor(0);
+        m.engine.close();
+    }""")
+    expect(a.page.locator("#status")).to_have_text("reconnecting")
+
+    send(b, "while you were away")
+    expect(messages_with_text(b, "while you were away")).to_have_count(1)
+
+    expect(a.page.locator("#status")).to_have_text("connected")
+    expect(messages_with_text(a, "while you were away")).to_have_count(1)
+    expect(a.page.locator("#members .member", has_text=alice)).to_have_count(1)
+
+    # Still the same identity, still able to talk.
+    send(a, "back again")
+    expect(messages_with_text(b, "back again")).to_have_count(1)
+    expect(messages_with_text(a, "back again")).to_have_count(1)
+    ids = message_ids(a)
+    assert ids == sorted(ids) and len(ids) == len(set(ids)) == 3
+    assert message_texts(a) == message_texts(b)
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_scrolling_up_loads_older_messages(chat_server, open_page):
+    base, room = chat_server.url, f"ui-hist-{uid()}"
+    total = 130
+    a, b = open_page(), open_page()
+    enter_directly(a, base, f"writer_{uid()[:6]}", room)
+    a.page.evaluate("""async ([room, total]) => {
+        const s = window.chatApp.socket;
+        for (let i = 1; i <= total; i++) {
+            const res = await s.timeout(10000).emitWithAck(
+                'send', {room, text: 'msg ' + i, nonce: crypto.randomUUID()});
+            if (!res.ok) throw new Error(JSON.stringify(res));
+        }
+    }""", [room, total])
+    expect(messages_with_text(a, f"msg {total}")).to_have_count(1)
+
+    enter_directly(b, base, f"reader_{uid()[:6]}", room)
+    expect(messages_with_text(b, f"msg {total}")).to_have_count(1)
+    initial = b.page.locator("#messages .message").count()
+    assert 0 < initial < total, "join should send only the most recent messages"
+    # Opening the room shows the newest messages (scrolled to the bottom).
+    assert b.page.evaluate("""() => { const s = document.getElementById('scroller');
+                                      return s.scrollHeight - s.scrollTop - s.clientHeight < 80; }""")
+
+    scroller = b.page.locator("#scroller")
+    for _ in range(20):
+        if b.page.locator("#messages .message").count() >= total:
+            break
+        before = b.page.locator("#messages .message").count()
+        first_id = b.page.locator("#messages .message").first.get_attribute("data-id")
+        scroller.evaluate("s => { s.scrollTop = 0; }")
+        b.page.wait_for_function(
+            "n => document.querySelectorAll('#messages .message').length > n", arg=before)
+        # The view stays on the message that was at the top, not jumping to the new top.
+        top = scroller.evaluate("s => s.scrollTop")
+        assert top > 0, "scroll position should be kept after prepending older messages"
+        assert b.page.locator(f'#messages .message[data-id="{first_id}"]').count() == 1
+    assert message_texts(b) == [f"msg {i}" for i in range(1, total + 1)]
+    ids = message_ids(b)
+    assert ids == sorted(ids) and len(set(ids)) == total
+    expect(b.page.locator("#history-state")).to_contain_text("beginning")
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_taken_name_is_refused_and_another_can_be_picked(chat_server, open_page):
+    base, room = chat_server.url, f"ui-name-{uid()}"
+    name = f"carol_{uid()[:6]}"
+    a, b = open_page(), open_page()
+    enter_directly(a, base, name, room)
+
+    b.page.goto(f"{base}/r/{room}/")
+    b.page.fill("#name", name.upper())  # names are case-insensitive on the server
+    b.page.press("#name", "Enter")
+    expect(b.page.locator("#error")).to_be_visible()
+    expect(b.page.locator("#error")).not_to_have_text("")
+    expect(b.page.locator("#name-form")).to_be_visible()
+    expect(b.page.locator("#status")).to_have_text("disconnected")
+
+    # A client-side invalid name never reaches the server.
+    b.page.fill("#name", "no spaces allowed")
+    b.page.press("#name", "Enter")
+    expect(b.page.locator("#error")).to_contain_text("1–32")
+
+    other = f"dave_{uid()[:6]}"
+    b.page.fill("#name", other)
+    b.page.press("#name", "Enter")
+    wait_joined(b, other)
+    expect(b.page.locator("#error")).to_be_hidden()
+    expect(a.page.locator("#members .member", has_text=other)).to_have_count(1)
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_index_lists_rooms_and_validates(chat_server, open_page):
+    base, room = chat_server.url, f"ui-list-{uid()}"
+    a, b = open_page(), open_page()
+    enter_directly(a, base, f"erin_{uid()[:6]}", room)
+
+    b.page.goto(base + "/")
+    link = b.page.locator(f'#rooms a[href="/r/{room}/"]')
+    expect(link).to_contain_text(room)
+    expect(link).to_contain_text("1 online")
+
+    # Invalid room and name are refused on the page.
+    b.page.fill("#room-input", "not a room!")
+    b.page.press("#room-input", "Enter")
+    expect(b.page.locator("#error")).to_be_visible()
+    assert b.page.url == base + "/"
+    b.page.fill("#room-input", room)
+    b.page.fill("#name", "bad name")
+    b.page.press("#room-input", "Enter")
+    expect(b.page.locator("#error")).to_contain_text("1–32")
+    assert b.page.url == base + "/"
+
+    # The name is remembered: after clicking the room, no name form is needed.
+    name = f"frank_{uid()[:6]}"
+    b.page.fill("#name", name)
+    link.click()
+    b.page.wait_for_url(f"{base}/r/{room}/")
+    wait_joined(b, name)
+    expect(b.page.locator("#name-panel")).to_be_hidden()
+    b.page.goto(base + "/")
+    expect(b.page.locator("#name")).to_have_value(name)
+    expect(b.page.locator(f'#rooms a[href="/r/{room}/"]')).to_contain_text("1 online")
+
+    expect(b.page.locator("#login-link")).to_be_visible()
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_replaced_connection_and_bad_token(chat_server, open_page):
+    base, room = chat_server.url, f"ui-kick-{uid()}"
+    name = f"gina_{uid()[:6]}"
+    a, b, c = open_page(), open_page(), open_page()
+    enter_directly(a, base, name, room)
+    token = session_token(a)
+    assert token
+
+    # The same identity (its reconnect token) connects from another browser: A is kicked,
+    # shows why, and does not reconnect by itself.
+    b.page.goto(base + "/")
+    b.page.evaluate("""([name, token]) => {
+        localStorage.setItem('chat.name', name);
+        sessionStorage.setItem('chat.session', JSON.stringify({name, token}));
+    }""", [name, token])
+    b.page.goto(f"{base}/r/{room}/")
+    wait_joined(b, name)
+    expect(a.page.locator("#status")).to_have_text("disconnected")
+    expect(a.page.locator("#error")).to_be_visible()
+    expect(a.page.locator("#error")).not_to_have_text("")
+    expect(a.page.locator("#reconnect")).to_be_visible()
+    a.page.wait_for_timeout(2000)
+    expect(a.page.locator("#status")).to_have_text("disconnected")
+    expect(b.page.locator("#status")).to_have_text("connected")
+    expect(b.page.locator("#members .member", has_text=name)).to_have_count(1)
+
+    # A stale / forged token falls back to the remembered name.
+    other = f"hank_{uid()[:6]}"
+    c.page.goto(base + "/")
+    c.page.evaluate("""(name) => {
+        localStorage.setItem('chat.name', name);
+        sessionStorage.setItem('chat.session', JSON.stringify({name, token: 'not-a-valid-token'}));
+    }""", other)
+    c.page.goto(f"{base}/r/{room}/")
+    wait_joined(c, other)
+    assert session_token(c) not in (None, "not-a-valid-token")
+    send(c, "made it")
+    expect(messages_with_text(b, "made it")).to_have_count(1)
+
+    for w in (a, b, c):
+        w.assert_clean()
+
+
+def test_logged_in_user(chat_server, open_page):
+    base, room = chat_server.url, f"ui-user-{uid()}"
+    username, password = f"ivy_{uid()[:6]}", "correct horse battery " + uid()
+    create_user(chat_server, username, password)
+    w, guest = open_page(), open_page()
+
+    w.page.goto(f"{base}/accounts/login/?next=/")
+    w.page.fill("input[name=username]", username)
+    w.page.fill("input[name=password]", "wrong password")
+    w.page.click("#login-form button[type=submit]")
+    expect(w.page.locator(".form-error")).to_be_visible()
+    w.page.fill("input[name=password]", password)
+    w.page.click("#login-form button[type=submit]")
+    w.page.wait_for_url(base + "/")
+
+    # The account name is used and cannot be edited.
+    expect(w.page.locator("#name")).to_have_value(username)
+    expect(w.page.locator("#name")).to_have_attribute("readonly", "")
+    w.page.fill("#room-input", room)
+    w.page.press("#room-input", "Enter")
+    w.page.wait_for_url(f"{base}/r/{room}/")
+    expect(w.page.locator("#name-panel")).to_be_hidden()
+    wait_joined(w, username)
+
+    # Guests cannot take a registered name.
+    guest.page.goto(f"{base}/r/{room}/")
+    guest.page.fill("#name", username.upper())
+    guest.page.press("#name", "Enter")
+    expect(guest.page.locator("#error")).not_to_have_text("")
+    expect(guest.page.locator("#name-form")).to_be_visible()
+
+    send(w, "signed in hello")
+    expect(messages_with_text(w, "signed in hello").locator(".message-user")).to_have_text(username)
+
+    # Logging out is a POST with the CSRF token; the reconnect token is dropped with it.
+    w.page.click("#logout")
+    w.page.wait_for_url(base + "/")
+    expect(w.page.locator("#login-link")).to_be_visible()
+    expect(w.page.locator("#name")).not_to_have_attribute("readonly", "")
+    assert w.page.evaluate("sessionStorage.getItem('chat.session')") is None
+
+    w.assert_clean()
+    guest.assert_clean()
+
+
+def test_login_page_renders(chat_server, open_page):
+    w = open_page()
+    w.page.goto(chat_server.url + "/accounts/login/?next=/r/lobby/")
+    expect(w.page.locator("input[name=username]")).to_be_visible()
+    expect(w.page.locator("input[name=password]")).to_be_visible()
+    expect(w.page.locator("input[name=next]")).to_have_value("/r/lobby/")
+    expect(w.page.locator("input[name=csrfmiddlewaretoken]")).to_have_count(1)
+    w.assert_clean()
+
+
+def test_phone_layout_360px(chat_server, open_page):
+    base = chat_server.url
+    room = ("phone-" + uuid.uuid4().hex + uuid.uuid4().hex)[:64]   # longest allowed name
+    name = ("p" + uuid.uuid4().hex)[:32]                              # longest allowed name
+    phone = dict(viewport={"width": 360, "height": 640}, device_scale_factor=2,
+                 is_mobile=True, has_touch=True)
+    w = open_page(**phone)
+
+    w.page.goto(base + "/")
+    no_horizontal_scroll(w.page, 360)
+
+    enter_directly(w, base, name, room)
+    expect(w.page.locator("#composer")).to_be_in_viewport()
+    expect(w.page.locator("#text")).to_be_in_viewport()
+    expect(w.page.locator("#status")).to_be_in_viewport()
+    no_horizontal_scroll(w.page, 360)
+
+    # Long unbroken content wraps instead of widening the page.
+    send(w, "x" * 600)
+    send(w, "https://example.com/" + "a/" * 200)
+    expect(w.page.locator("#messages .message")).to_have_count(2)
+    no_horizontal_scroll(w.page, 360)
+    expect(w.page.locator("#composer")).to_be_in_viewport()
+    box = w.page.locator("#messages .message").first.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 360
+
+    # The member list sits collapsed under the messages and opens on demand.
+    expect(w.page.locator("#members")).to_be_hidden()
+    w.page.click("#members-toggle")
+    expect(w.page.locator("#members .member", has_text=name)).to_be_visible()
+    messages_box = w.page.locator("#scroller").bounding_box()
+    members_box = w.page.locator("#members").bounding_box()
+    assert members_box["y"] >= messages_box["y"] + messages_box["height"] - 1
+    no_horizontal_scroll(w.page, 360)
+    expect(w.page.locator("#composer")).to_be_in_viewport()
+
+    w.assert_clean()

@@ -1,0 +1,119 @@
+"""RoomFeed: exactly once, in id order, gaps filled from the real database through the real Store."""
+import gevent
+import pytest
+
+from chat import persistence
+from chat.delivery import RoomFeed
+from chat.models import Message
+from chat.persistence import Draft
+from chat.store import Store
+from tests.serverproc import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def store():
+    store = Store(readers=2, queue_limit=100, batch_limit=50, on_committed=lambda messages: None)
+    store.start()
+    yield store
+    store.stop()
+
+
+def commit(room, count):
+    persistence.create_room(room)
+    return [p.message for p in persistence.commit_posts([Draft(room, "amy", None, f"t{i}", None) for i in range(count)])]
+
+
+def make_feed(store, buffer_limit=100):
+    delivered = []
+    feed = RoomFeed(store, lambda room, message: delivered.append(message["id"]), buffer_limit, page_limit=3)
+    return feed, delivered
+
+
+def admit(feed, room):
+    entered = []
+    snap = feed.admit(room, None, 50, 500, enter=lambda: entered.append(True))
+    assert entered == [True]
+    return snap
+
+
+def settle(predicate):
+    wait_until(lambda: (gevent.sleep(0.01), predicate())[1], timeout=5)
+
+
+def test_in_order_stream_is_delivered_once(store):
+    messages = commit("r", 3)
+    feed, delivered = make_feed(store)
+    assert [m["id"] for m in admit(feed, "r").messages] == [1, 2, 3]
+    more = commit("r", 2)
+    for message in more + more:  # a repeat must be dropped
+        feed.accept("r", message)
+    assert delivered == [4, 5]
+    feed.accept("r", messages[0])
+    assert delivered == [4, 5]
+
+
+def test_gap_is_filled_from_database_in_order(store):
+    commit("r", 1)
+    feed, delivered = make_feed(store)
+    admit(feed, "r")
+    lost_then_seen = commit("r", 7)  # ids 2..8; the bus "loses" 2..7
+    feed.accept("r", lost_then_seen[-1])
+    settle(lambda: delivered == [2, 3, 4, 5, 6, 7, 8])
+    feed.accept("r", lost_then_seen[2])
+    gevent.sleep(0.05)
+    assert delivered == [2, 3, 4, 5, 6, 7, 8]
+
+
+def test_early_messages_wait_for_the_gap_even_past_the_buffer_limit(store):
+    commit("r", 1)
+    feed, delivered = make_feed(store, buffer_limit=2)
+    admit(feed, "r")
+    later = commit("r", 10)  # ids 2..11
+    for message in reversed(later):
+        feed.accept("r", message)
+    settle(lambda: delivered == list(range(2, 12)))
+
+
+def test_deleted_message_leaves_a_hole_that_is_skipped(store):
+    commit("r", 1)
+    feed, delivered = make_feed(store)
+    admit(feed, "r")
+    later = commit("r", 3)  # 2, 3, 4
+    Message.objects.filter(room__name="r", seq=3).delete()
+    feed.accept("r", later[2])
+    settle(lambda: delivered == [2, 4])
+
+
+def test_rooms_without_members_are_not_tracked(store):
+    feed, delivered = make_feed(store)
+    feed.accept("nobody", commit("nobody", 1)[0])
+    assert delivered == [] and feed.tracked_rooms() == []
+    admit(feed, "r") if commit("r", 1) else None
+    feed.release("r", still_members=False)
+    assert feed.tracked_rooms() == []
+
+
+def test_admit_with_since_truncates_without_entering(store):
+    commit("r", 10)
+    feed, _ = make_feed(store)
+    entered = []
+    snap = feed.admit("r", 2, 50, 4, enter=lambda: entered.append(True))
+    assert snap.truncated and [m["id"] for m in snap.messages] == [3, 4, 5, 6] and entered == []
+    snap = feed.admit("r", 6, 50, 4, enter=lambda: entered.append(True))
+    assert not snap.truncated and [m["id"] for m in snap.messages] == [7, 8, 9, 10] and entered == [True]
+
+
+def test_messages_arriving_while_a_joiner_reads_are_not_lost_or_doubled(store):
+    commit("r", 2)
+    feed, delivered = make_feed(store)
+    first = admit(feed, "r")
+    assert [m["id"] for m in first.messages] == [1, 2]
+    # a second joiner's read races with deliveries: history must end exactly where live begins
+    racing = commit("r", 3)
+    reader = gevent.spawn(feed.admit, "r", 2, 50, 500, lambda: None)
+    for message in racing:
+        feed.accept("r", message)
+    snap = reader.get(timeout=5)
+    assert [m["id"] for m in snap.messages] == [3, 4, 5] and snap.upto == feed.delivered("r") == 5

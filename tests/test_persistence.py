@@ -1,0 +1,87 @@
+"""Queries and batched commits against the real database (SQLite here; PostgreSQL in cluster tests)."""
+import pytest
+
+from chat import persistence
+from chat.models import Message, Room
+from chat.persistence import Draft
+from chat.protocol import ProtocolError
+
+pytestmark = pytest.mark.django_db
+
+
+def draft(text, room="r", author="amy", nonce=None):
+    return Draft(room, author, None, text, nonce)
+
+
+def fill(room, count):
+    persistence.create_room(room)
+    return [p.message for p in persistence.commit_posts([draft(f"m{i}", room) for i in range(1, count + 1)])]
+
+
+def test_ids_are_contiguous_per_room_and_batch_keeps_order():
+    persistence.create_room("a")
+    persistence.create_room("b")
+    out = persistence.commit_posts([draft("a1", "a"), draft("b1", "b"), draft("a2", "a")])
+    assert [(o.message["room"], o.message["id"], o.message["text"]) for o in out] == [
+        ("a", 1, "a1"), ("b", 1, "b1"), ("a", 2, "a2")]
+    assert Room.objects.get(name="a").last_seq == 2
+    more = persistence.commit_posts([draft("a3", "a")])
+    assert more[0].message["id"] == 3
+
+
+def test_repeated_nonce_returns_stored_message():
+    persistence.create_room("r")
+    first = persistence.commit_posts([draft("hello", nonce="n1")])[0]
+    again = persistence.commit_posts([draft("hello (retry)", nonce="n1")])[0]
+    assert first.created and not again.created
+    assert again.message == first.message
+    in_batch = persistence.commit_posts([draft("x", nonce="n2"), draft("x", nonce="n2")])
+    assert in_batch[0].created and not in_batch[1].created
+    assert in_batch[1].message == in_batch[0].message
+    other_author = persistence.commit_posts([draft("y", author="bob", nonce="n1")])[0]
+    assert other_author.created
+    assert Message.objects.count() == 3
+
+
+def test_post_to_missing_room_is_an_error_not_a_crash():
+    persistence.create_room("r")
+    out = persistence.commit_posts([draft("ok"), draft("lost", room="nope")])
+    assert out[0].created
+    assert isinstance(out[1], ProtocolError)
+
+
+def test_snapshot_recent_and_since():
+    fill("r", 10)
+    recent = persistence.snapshot("r", None, None, 3, 100)
+    assert [m["id"] for m in recent.messages] == [8, 9, 10] and recent.upto == 10
+    since = persistence.snapshot("r", 6, None, 3, 100)
+    assert [m["id"] for m in since.messages] == [7, 8, 9, 10] and not since.truncated
+    capped = persistence.snapshot("r", 2, None, 3, 4)
+    assert [m["id"] for m in capped.messages] == [3, 4, 5, 6] and capped.truncated and capped.upto == 10
+    bounded = persistence.snapshot("r", None, 5, 3, 100)
+    assert [m["id"] for m in bounded.messages] == [3, 4, 5]
+
+
+def test_paging_backwards_by_id():
+    fill("r", 7)
+    assert [m["id"] for m in persistence.messages_before("r", None, 3)] == [5, 6, 7]
+    assert [m["id"] for m in persistence.messages_before("r", 5, 3)] == [2, 3, 4]
+    assert [m["id"] for m in persistence.messages_before("r", 2, 3)] == [1]
+    assert persistence.messages_before("r", 1, 3) == []
+    assert [m["id"] for m in persistence.messages_between("r", 2, 5, 10)] == [3, 4, 5]
+
+
+def test_wire_format():
+    message = fill("r", 1)[0]
+    assert set(message) == {"id", "room", "user", "text", "ts"}
+    assert message["ts"].endswith("Z") and "T" in message["ts"]
+
+
+def test_room_list_puts_occupied_rooms_first_and_is_bounded():
+    fill("quiet", 1)
+    fill("busy", 5)
+    persistence.create_room("empty")
+    listed = persistence.list_rooms({"empty": 2, "ghost": 1}, 10)
+    assert listed[0] == {"name": "empty", "members": 2}
+    assert {"name": "busy", "members": 0} in listed and {"name": "ghost", "members": 1} in listed
+    assert len(persistence.list_rooms({}, 2)) == 2

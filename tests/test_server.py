@@ -1,0 +1,267 @@
+"""End to end: a real `run_server.py` process driven by python-socketio clients over
+websocket and long-polling."""
+import threading
+
+import pytest
+import requests
+import socketio
+
+from tests.chatclient import unique
+from tests.serverproc import wait_until
+
+TRANSPORTS = ["websocket", "polling"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request):
+    return request.param
+
+
+def pair(chat_server, clients, transport, room):
+    a = clients(chat_server.url, transport).connect(name=unique("a"))
+    b = clients(chat_server.url, transport).connect(name=unique("b"))
+    a.join(room)
+    b.join(room)
+    return a, b
+
+
+def test_join_send_receive_exactly_once_in_order(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    sent = [a.send(room, f"hello {i}") for i in range(5)] + [b.send(room, "hi back")]
+    for client in (a, b):
+        got = client.wait_messages(room, 6)
+        assert [m["id"] for m in got] == [m["id"] for m in sent] == list(range(1, 7))
+    gotten = a.messages(room)
+    assert gotten[0] == {"id": 1, "room": room, "user": a.name, "text": "hello 0", "ts": gotten[0]["ts"]}
+
+
+def test_join_returns_history_and_members(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    for i in range(3):
+        a.send(room, f"m{i}")
+    c = clients(chat_server.url, transport).connect(name=unique("c"))
+    reply = c.join(room)
+    assert [m["text"] for m in reply["history"]] == ["m0", "m1", "m2"]
+    assert reply["members"] == sorted([a.name, b.name, c.name])
+    assert reply["room"] == room and "truncated" not in reply
+
+
+def test_history_is_capped_at_chat_history(start_server, clients):
+    server = start_server(CHAT_HISTORY=4)
+    a = clients(server.url).connect(name="writer")
+    a.join("r")
+    for i in range(7):
+        a.send("r", f"m{i}")
+    b = clients(server.url).connect(name="reader")
+    assert [m["text"] for m in b.join("r")["history"]] == ["m3", "m4", "m5", "m6"]
+
+
+def test_nonce_makes_send_idempotent(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    first = a.send(room, "once", nonce="n-123")
+    again = a.send(room, "once", nonce="n-123")
+    assert again == first
+    other = a.send(room, "once", nonce="n-456")
+    assert other["id"] == first["id"] + 1
+    b.wait_messages(room, 2)
+    assert [m["id"] for m in b.messages(room)] == [first["id"], other["id"]]
+
+
+def test_since_recovers_exactly_the_gap(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    a.send(room, "before")
+    last_seen = b.wait_messages(room, 1)[-1]["id"]
+    b.close()
+    missed = [a.send(room, f"missed {i}") for i in range(4)]
+    back = clients(chat_server.url, transport).connect(token=b.welcome["token"])
+    reply = back.join(room, since=last_seen)
+    assert reply["history"] == missed
+    after = a.send(room, "after")
+    assert back.wait_messages(room, 1) == [after]
+
+
+def test_since_catch_up_is_truncated_and_resumable(start_server, clients):
+    server = start_server(CHAT_SINCE_MAX=3)
+    a = clients(server.url).connect(name="writer")
+    a.join("r")
+    ids = [a.send("r", f"m{i}")["id"] for i in range(8)]
+    b = clients(server.url).connect(name="late")
+    first = b.call("join", {"room": "r", "since": 0})
+    assert first["ok"] and first["truncated"] and [m["id"] for m in first["history"]] == ids[:3]
+    assert b.name not in first["members"]  # not a member until caught up
+    got = list(first["history"])
+    while True:
+        reply = b.call("join", {"room": "r", "since": got[-1]["id"]})
+        got += reply["history"]
+        if not reply.get("truncated"):
+            break
+    assert [m["id"] for m in got] == ids and b.name in reply["members"]
+
+
+def test_history_pages_backwards_by_id(chat_server, clients, transport):
+    room = unique("room")
+    a, _ = pair(chat_server, clients, transport, room)
+    for i in range(12):
+        a.send(room, f"m{i}")
+    page = a.call("history", {"room": room, "limit": 5})
+    assert [m["id"] for m in page["messages"]] == [8, 9, 10, 11, 12]
+    page = a.call("history", {"room": room, "before": 8, "limit": 5})
+    assert [m["id"] for m in page["messages"]] == [3, 4, 5, 6, 7]
+    page = a.call("history", {"room": room, "before": 3, "limit": 100})
+    assert [m["id"] for m in page["messages"]] == [1, 2]
+    assert a.call("history", {"room": room, "limit": 101})["error"]["code"] == "invalid_payload"
+
+
+def test_typing_is_relayed_to_others_only(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    a.sio.emit("typing", {"room": room, "active": True})
+    assert b.wait_for("typing") == {"room": room, "user": a.name, "active": True}
+    a.sio.emit("typing", {"room": room, "active": False})
+    b.wait_for("typing", lambda d: d["active"] is False)
+    a.call("rooms")  # a round trip after both typings: a would have its own by now
+    assert a.received("typing") == []
+
+
+def test_presence_join_and_leave(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    assert a.wait_for("presence", lambda d: d["user"] == b.name) == {
+        "room": room, "user": b.name, "action": "join", "count": 2}
+    assert b.call("leave", {"room": room}) == {"ok": True}
+    assert a.wait_for("presence", lambda d: d["action"] == "leave") == {
+        "room": room, "user": b.name, "action": "leave", "count": 1}
+    assert b.call("send", {"room": room, "text": "x"})["error"]["code"] == "not_member"
+    b.close()
+    c = clients(chat_server.url, transport).connect(name=unique("c"))
+    c.join(room)
+    c.close()
+    a.wait_for("presence", lambda d: d["user"] == c.name and d["action"] == "leave")
+
+
+def test_rooms_lists_online_counts(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    listed = {r["name"]: r["members"] for r in a.call("rooms")["rooms"]}
+    assert listed[room] == 2
+    api = requests.get(chat_server.url + "/api/rooms/", timeout=5).json()
+    assert {"name": room, "members": 2} in api["rooms"]
+
+
+def test_token_reconnect_takes_over_a_live_socket(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    again = clients(chat_server.url, transport).connect(token=a.welcome["token"])
+    assert again.name == a.name
+    a.wait_for("kicked", lambda d: d["code"] == "replaced")
+    wait_until(lambda: not a.sio.connected, message="old socket dropped")
+    again.join(room)
+    sent = b.send(room, "still here?")
+    assert again.wait_messages(room, 1) == [sent]
+
+
+def refusal_code(url, transport, **auth):
+    from tests.chatclient import ChatClient
+
+    late = ChatClient(url, transport)
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            late.connect(**auth)
+        return late.connect_error["data"]["code"]
+    finally:
+        late.close()
+
+
+def test_names_are_unique_and_validated(chat_server, clients):
+    name = unique("n")
+    clients(chat_server.url).connect(name=name)
+    for auth, code in (({"name": name}, "name_taken"), ({"name": name.upper()}, "name_taken"),
+                       ({"name": "bad name"}, "invalid_name"), ({"name": "x" * 33}, "invalid_name"),
+                       ({"token": "forged"}, "invalid_token"), ({}, "invalid_name")):
+        assert refusal_code(chat_server.url, "websocket", **auth) == code
+
+
+def test_refusal_over_long_polling(start_server, clients):
+    # python-engineio's client lingers one ping interval after a refused polling connect
+    server = start_server(CHAT_PING_INTERVAL_SECS=1, CHAT_PING_TIMEOUT_SECS=2)
+    clients(server.url, "polling").connect(name="taken")
+    assert refusal_code(server.url, "polling", name="taken") == "name_taken"
+
+
+BAD_PAYLOADS = [
+    ("join", None, "invalid_payload"), ("join", [], "invalid_payload"), ("join", {"room": "A"}, "invalid_room"),
+    ("join", {"room": "x" * 65}, "invalid_room"), ("join", {"room": "ok", "since": "1"}, "invalid_payload"),
+    ("leave", {"room": 5}, "invalid_room"), ("send", {"room": "ok"}, "invalid_text"),
+    ("send", {"room": "ok", "text": "   "}, "invalid_text"), ("send", {"room": "ok", "text": "x" * 4001}, "text_too_long"),
+    ("send", {"room": "not-joined", "text": "hi"}, "not_member"), ("send", {"room": "ok", "text": "hi", "nonce": 5}, "invalid_payload"),
+    ("history", {"room": "ok", "before": -1}, "invalid_payload"), ("history", "x", "invalid_payload"),
+    ("rooms", 5, "invalid_payload"), ("no_such_event", {}, "unknown_event"),
+]
+
+
+def test_bad_payloads_get_error_values_and_keep_the_connection(chat_server, clients, transport):
+    room = unique("room")
+    a, b = pair(chat_server, clients, transport, room)
+    for event, payload, code in BAD_PAYLOADS:
+        reply = a.call(event, payload)
+        assert reply["ok"] is False and reply["error"]["code"] == code, (event, payload, reply)
+        assert isinstance(reply["error"]["message"], str) and reply["error"]["message"]
+    a.sio.emit("typing", {"room": room, "active": "yes"})
+    assert a.sio.connected
+    sent = a.send(room, "still connected")
+    assert b.wait_messages(room, 1) == [sent]
+
+
+def test_concurrent_senders_every_member_gets_one_order(chat_server, clients):
+    room = unique("room")
+    members = [clients(chat_server.url).connect(name=unique("m")) for _ in range(6)]
+    for member in members:
+        member.join(room)
+    per_sender = 15
+
+    def blast(member):
+        for i in range(per_sender):
+            member.send(room, f"{member.name} {i}")
+
+    threads = [threading.Thread(target=blast, args=(m,)) for m in members]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = per_sender * len(members)
+    for member in members:
+        got = member.wait_messages(room, total)
+        assert [m["id"] for m in got] == list(range(1, total + 1))
+
+
+def test_json_api_and_health(chat_server, clients):
+    room = unique("room")
+    a = clients(chat_server.url).connect(name=unique("a"))
+    a.join(room)
+    for i in range(4):
+        a.send(room, f"m{i}")
+    page = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?limit=2", timeout=5).json()
+    assert page["ok"] and [m["id"] for m in page["messages"]] == [3, 4]
+    page = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?before=3&limit=5", timeout=5).json()
+    assert [m["text"] for m in page["messages"]] == ["m0", "m1"]
+    bad = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?limit=abc", timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_payload"
+    missing = requests.get(f"{chat_server.url}/api/rooms/no-such-room-x/messages", timeout=5)
+    assert missing.status_code == 404 and missing.json()["ok"] is False
+    health = requests.get(chat_server.url + "/healthz", timeout=5)
+    assert health.status_code == 200 and health.json()["ok"] and health.json()["database"] == "ok"
+
+
+def test_pages_are_served_with_csp_and_the_client_library(chat_server):
+    for path in ("/", "/r/some-room/"):
+        page = requests.get(chat_server.url + path, timeout=5)
+        assert page.status_code == 200
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert "<script>" not in page.text
+    assert requests.get(chat_server.url + "/r/Bad Room/", timeout=5).status_code == 404
+    lib = requests.get(chat_server.url + "/static/vendor/socket.io/socket.io.min.js", timeout=5)
+    assert lib.status_code == 200 and "socket.io" in lib.text[:400].lower()
