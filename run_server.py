@@ -1,19 +1,25 @@
-"""Start the chat server: `python run_server.py [--host 127.0.0.1] [--port 8000]`."""
+"""Start a chat node: `python run_server.py [--host 127.0.0.1] [--port 8000] [--broker tcp://H:P]`,
+or the cluster's ZeroMQ forwarder: `python run_server.py broker [--bind tcp://127.0.0.1:5555]`."""
 from gevent import monkey
 
 monkey.patch_all()
 
 import argparse  # noqa: E402
+import logging  # noqa: E402
 import os  # noqa: E402
+import sys  # noqa: E402
 
 import django  # noqa: E402
 
 
-def main():
-    parser = argparse.ArgumentParser(description="Chat server: pages, JSON API and Socket.IO on one port.")
+def serve_node(argv):
+    parser = argparse.ArgumentParser(description="Chat node: pages, JSON API and Socket.IO on one port.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (it is logged)")
-    args = parser.parse_args()
+    parser.add_argument("--broker", help="join a cluster: tcp://HOST:PORT (or set CHAT_BROKER_URL)")
+    args = parser.parse_args(argv)
+    if args.broker:
+        os.environ["CHAT_BROKER_URL"] = args.broker
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
     django.setup()
     from chat import server
@@ -21,5 +27,18 @@ def main():
     server.serve(args.host, args.port)
 
 
+def serve_broker(argv):
+    parser = argparse.ArgumentParser(prog="run_server.py broker", description="ZeroMQ forwarder for a cluster.")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:5555", help="XSUB here, XPUB on port+1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from chat import broker  # plain pyzmq: the forwarder runs in zmq's C loop, not gevent
+
+    broker.run(args.bind)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["broker"]:
+        serve_broker(sys.argv[2:])
+    else:
+        serve_node(sys.argv[1:])

@@ -163,4 +163,6 @@ CHAT_FEED_BUFFER = env_int("CHAT_FEED_BUFFER", 1000)  # out-of-order events held
 CHAT_MAX_PAYLOAD_BYTES = env_int("CHAT_MAX_PAYLOAD_BYTES", 64 * 1024)  # Engine.IO packet limit
 CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)
 CHAT_PING_TIMEOUT_SECS = env_int("CHAT_PING_TIMEOUT_SECS", 20)
+CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broker; empty: one node
+CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only

@@ -77,6 +77,25 @@ class RoomFeed:
         track.highest_seen = max(track.highest_seen, last_id)
         self._start_fill(room, track)
 
+    def check(self, chunk=500):
+        """Compare every tracked room with the database and fetch what this node missed.
+
+        Run periodically and whenever the bus link is re-made: it catches messages lost on
+        a dead link or a full queue even in a room that has gone quiet since.
+        """
+        rooms = [room for room, track in self._tracks.items() if track.delivered is not None]
+        for start in range(0, len(rooms), chunk):
+            for room, last_id in self._store.read(persistence.last_ids, rooms[start:start + chunk]).items():
+                self.notice(room, last_id)
+
+    def run_checks(self, interval_secs):
+        while True:
+            gevent.sleep(interval_secs)
+            try:
+                self.check()
+            except ProtocolError as exc:
+                log.warning("delivery check skipped: %s", exc.message)
+
     def _send(self, room, track, message):
         track.delivered = message["id"]
         self._deliver_local(room, message)

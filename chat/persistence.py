@@ -122,6 +122,11 @@ def snapshot(room_name, since, upto, recent, limit):
     return Snapshot(_wire(rows[:limit], room_name), upto, truncated=len(rows) > limit)
 
 
+def last_ids(room_names):
+    """{room: last id} for the given rooms (the periodic check against missed deliveries)."""
+    return dict(Room.objects.filter(name__in=list(room_names)).values_list("name", "last_seq"))
+
+
 def messages_between(room_name, after, upto, limit):
     """Messages with after < id <= upto, oldest first, at most `limit`."""
     rows = Message.objects.filter(room__name=room_name, seq__gt=after, seq__lte=upto).order_by("seq")[:limit]

@@ -34,7 +34,12 @@ class Runtime:
     service: ChatService
     store: Store
     presence: Presence
+    feed: RoomFeed
     app: object
+
+    def start(self):
+        self.store.start()
+        gevent.spawn(self.feed.run_checks, settings.CHAT_DELIVERY_CHECK_SECS)
 
 
 def current():
@@ -51,7 +56,7 @@ def limits_from_settings():
 
 
 def build_runtime():
-    manager = bus.build_manager()
+    manager = bus.build_manager(settings.CHAT_BROKER_URL)
     sio = socketio.Server(
         async_mode="gevent", client_manager=manager,
         max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
@@ -66,17 +71,18 @@ def build_runtime():
     feed = RoomFeed(store, lambda room, message: manager.emit_local("message", message, room),
                     settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX)
     manager.attach_feed(feed)
+    manager.on_relink(feed.check)
     service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())
-    return Runtime(sio, service, store, presence, app)
+    return Runtime(sio, service, store, presence, feed, app)
 
 
 def serve(host, port):
     """Run the chat server until SIGINT/SIGTERM."""
     global _runtime
     _runtime = build_runtime()
-    _runtime.store.start()
+    _runtime.start()
     server = WSGIServer((host, port), _runtime.app, handler_class=WebSocketHandler, log=None,
                         error_log=logging.getLogger("gevent.pywsgi"))
     server.start()

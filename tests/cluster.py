@@ -1,0 +1,92 @@
+"""Cluster parts for tests: a throwaway PostgreSQL database and the ZeroMQ broker process."""
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.serverproc import ROOT, base_env, migrate, wait_until
+
+PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+
+
+def postgres_reachable():
+    try:
+        import psycopg
+
+        with psycopg.connect(**PG_ADMIN, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+def require_postgres():
+    if not postgres_reachable():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (CI starts it in .ci/run)")
+
+
+class PostgresDatabase:
+    """CREATE DATABASE on entry (migrated), DROP on exit."""
+
+    def __init__(self):
+        self.name = "chat_test_" + uuid.uuid4().hex[:10]
+        self.url = f"postgres://postgres@127.0.0.1:5432/{self.name}"
+
+    def _admin(self, sql):
+        import psycopg
+
+        with psycopg.connect(**PG_ADMIN, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def __enter__(self):
+        self._admin(f'CREATE DATABASE "{self.name}"')
+        migrate(self.url)
+        return self
+
+    def __exit__(self, *exc):
+        self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def query(self, sql, params=()):
+        import psycopg
+
+        with psycopg.connect(self.url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def free_port_pair():
+    """A port P with P+1 free too (the broker binds both)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 65000:
+            try:
+                with socket.socket() as s2:
+                    s2.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port pair")
+
+
+class BrokerProcess:
+    def __init__(self, port=None):
+        self.port = port or free_port_pair()
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen([sys.executable, "run_server.py", "broker", "--bind", self.url], cwd=ROOT,
+                                     env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_until(lambda: self._bound(), timeout=15, message="broker bound")
+        return self
+
+    def _bound(self):
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port + 1)) == 0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
