@@ -6,6 +6,7 @@ cluster node (PostgreSQL, ZeroMQ broker) without editing files.
 """
 import os
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -146,7 +147,9 @@ LOGGING = {
 }
 
 # --- chat options (README "Configuration") -------------------------------------------------
-CHAT_NODE_ID = env_str("CHAT_NODE_ID", f"node-{os.getpid()}")
+CHAT_NODE_ID = env_str("CHAT_NODE_ID", f"{socket.gethostname()}-{os.getpid()}")  # unique per process
+CHAT_NODE_HEARTBEAT_SECS = env_int("CHAT_NODE_HEARTBEAT_SECS", 3)
+CHAT_NODE_TIMEOUT_SECS = env_int("CHAT_NODE_TIMEOUT_SECS", 10)  # silent this long: its users are gone
 CHAT_HISTORY = env_int("CHAT_HISTORY", 50)  # messages sent on join
 CHAT_SINCE_MAX = env_int("CHAT_SINCE_MAX", 500)  # messages per `join {since}` catch-up, then truncated
 CHAT_PAGE_MAX = env_int("CHAT_PAGE_MAX", 100)  # largest `history` / API page

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/rooms/", views.api_rooms, name="api-rooms"),
     re_path(rf"^api/rooms/{ROOM}/messages/?$", views.api_messages, name="api-messages"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -14,6 +14,7 @@ leaves.
 """
 import json
 import logging
+import time
 
 import gevent
 import socketio
@@ -134,7 +135,8 @@ class ZmqManager(socketio.PubSubManager):
         for message in messages:
             by_room.setdefault(message["room"], []).append(message)
         for room, batch in by_room.items():
-            self._publish({"method": "room_messages", "room": room, "messages": batch, "host_id": self.host_id})
+            self._publish({"method": "room_messages", "room": room, "messages": batch, "host_id": self.host_id,
+                           "at": time.time()})
 
     def emit_local(self, event, data, room):
         socketio.Manager.emit(self, event, data, namespace=NAMESPACE, room=room)
@@ -171,6 +173,8 @@ class ZmqManager(socketio.PubSubManager):
                 continue
             if data.get("method") == "room_messages":
                 if data.get("host_id") != self.host_id:
+                    if self._metrics and "at" in data:
+                        self._metrics.bus_lag(data["at"])
                     for message in data["messages"]:
                         self._feed.accept(data["room"], message)
                 continue

@@ -57,3 +57,39 @@ class Message(models.Model):
             "text": self.text,
             "ts": self.created_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
         }
+
+
+class Node(models.Model):
+    """A running server process; rows of nodes that stop heartbeating are reaped."""
+
+    id = models.CharField(max_length=100, primary_key=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self):
+        return self.id
+
+
+class Online(models.Model):
+    """One row per signed-in name in the whole cluster: the unique key makes names unique."""
+
+    key = models.CharField(max_length=32, unique=True, help_text="Lower-cased name.")
+    name = models.CharField(max_length=32)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE)
+    sid = models.CharField(max_length=64, db_index=True)
+    since = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "online"
+
+
+class Membership(models.Model):
+    """Who is in which room, on which node."""
+
+    room = models.CharField(max_length=64)
+    name = models.CharField(max_length=32)
+    node = models.ForeignKey(Node, on_delete=models.CASCADE)
+    sid = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "name"], name="membership_room_name_unique")]

@@ -19,6 +19,7 @@ from geventwebsocket.handler import WebSocketHandler
 
 from chat import bus, events
 from chat.delivery import RoomFeed
+from chat.metrics import NodeMetrics
 from chat.presence import Presence
 from chat.services import ChatService, Limits
 from chat.store import Store
@@ -35,11 +36,14 @@ class Runtime:
     store: Store
     presence: Presence
     feed: RoomFeed
+    metrics: NodeMetrics
     app: object
 
     def start(self):
         self.store.start()
+        self.service.register_node(reap_others=not settings.CHAT_BROKER_URL)
         gevent.spawn(self.feed.run_checks, settings.CHAT_DELIVERY_CHECK_SECS)
+        gevent.spawn(self.service.keep_alive, settings.CHAT_NODE_HEARTBEAT_SECS, settings.CHAT_NODE_TIMEOUT_SECS)
 
 
 def current():
@@ -56,7 +60,8 @@ def limits_from_settings():
 
 
 def build_runtime():
-    manager = bus.build_manager(settings.CHAT_BROKER_URL)
+    metrics = NodeMetrics()
+    manager = bus.build_manager(settings.CHAT_BROKER_URL, metrics=metrics)
     sio = socketio.Server(
         async_mode="gevent", client_manager=manager,
         max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
@@ -67,15 +72,19 @@ def build_runtime():
     presence = Presence()
     service = None
     store = Store(settings.CHAT_DB_READERS, settings.CHAT_DB_QUEUE, settings.CHAT_WRITE_BATCH,
-                  on_committed=lambda messages: service.messages_committed(messages))
-    feed = RoomFeed(store, lambda room, message: manager.emit_local("message", message, room),
-                    settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX)
+                  on_committed=lambda messages: service.messages_committed(messages), metrics=metrics)
+
+    def deliver_here(room, message):
+        manager.emit_local("message", message, room)
+        metrics.delivered(presence.count(room))
+
+    feed = RoomFeed(store, deliver_here, settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX, metrics=metrics)
     manager.attach_feed(feed)
     manager.on_relink(feed.check)
     service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())
-    return Runtime(sio, service, store, presence, feed, app)
+    return Runtime(sio, service, store, presence, feed, metrics, app)
 
 
 def serve(host, port):

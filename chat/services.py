@@ -4,12 +4,17 @@ The only module that decides what clients are told. Room messages are broadcast 
 their commit: the store's writer calls `messages_committed` once a batch is durable, and the
 bus carries them to every node's room feed. Presence, typing and deletion notices go out
 through the Socket.IO server (and so through the bus in a cluster).
+
+Who is online is kept twice, on purpose: `presence` (this process's connections, for fast
+membership checks) and `directory` (the cluster-wide truth in the database: unique names,
+member lists and counts, reaping of dead nodes).
 """
 import logging
 from dataclasses import dataclass
 
-from chat import identity, persistence, protocol
-from chat.presence import NameTaken
+import gevent
+
+from chat import directory, identity, persistence, protocol
 from chat.protocol import ProtocolError, ok
 
 log = logging.getLogger(__name__)
@@ -33,18 +38,51 @@ class ChatService:
         self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
         self._identities = {}  # sid -> identity.Identity, owned here, cleared on disconnect
 
+    # -- this node in the cluster -------------------------------------------------------------
+    def register_node(self, reap_others):
+        """Called once at start; a single node also clears what earlier processes left."""
+        try:
+            self._announce_all(self.store.write(directory.register_node, self.node_id))
+            if reap_others:
+                self._announce_all(self.store.write(directory.reap, 0, self.node_id))
+        except ProtocolError as exc:  # keep_alive registers the node once the database answers
+            log.warning("node %s not registered yet: %s", self.node_id, exc.message)
+
+    def keep_alive(self, interval_secs, timeout_secs):
+        """Heartbeat this node and reap nodes that stopped heartbeating, forever."""
+        while True:
+            gevent.sleep(interval_secs)
+            try:
+                if not self.store.write(directory.heartbeat, self.node_id):
+                    self._reregister()
+                self._announce_all(self.store.write(directory.reap, timeout_secs, self.node_id))
+            except ProtocolError as exc:
+                log.warning("node heartbeat failed: %s", exc.message)
+
+    def _reregister(self):
+        """We were reaped while alive (a stalled database?): put our connections back."""
+        log.warning("node %s was reaped while alive; registering its connections again", self.node_id)
+        self.store.write(directory.register_node, self.node_id)
+        for sid, who in list(self._identities.items()):
+            try:
+                self.store.write(directory.claim, self.node_id, sid, who.name, False)
+            except ProtocolError:
+                self._kick(sid, "name_taken", "your name was taken while this server was unreachable")
+                continue
+            for room in self.presence.rooms_of(sid):
+                count, _ = self.store.write(directory.enter, self.node_id, sid, who.name, room, 0)
+                self._announce(room, who.name, "join", count)
+
     # -- connections ------------------------------------------------------------------------
     def connect(self, sid, environ, auth):
         """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
-        try:
-            previous = self.presence.claim(sid, who.name, takeover=takeover)
-        except NameTaken:
-            raise ProtocolError(protocol.NAME_TAKEN, f"{who.name} is already online") from None
+        previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover)
+        self.presence.claim(sid, who.name, takeover=True)
         self._identities[sid] = who
-        if previous is not None:
-            self._replace(previous)
+        if previous is not None and previous != sid:
+            self._kick(previous, "replaced", "you connected from somewhere else")
         log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, client_address(environ), who.name)
         self.sio.emit("welcome", {"name": who.name, "token": identity.make_token(who)}, to=sid)
 
@@ -61,11 +99,10 @@ class ChatService:
             raise ProtocolError(protocol.NAME_RESERVED, f"{name} belongs to a registered user; log in to use it")
         return identity.Identity(name), False
 
-    def _replace(self, old_sid):
-        """The same identity connected again: drop its old socket."""
-        self.sio.emit("kicked", {"code": "replaced", "message": "you connected from somewhere else"}, to=old_sid)
-        self.disconnect(old_sid, "replaced")
-        self.sio.disconnect(old_sid)
+    def _kick(self, sid, code, message):
+        """Tell a connection (on any node) why, then drop it."""
+        self.sio.emit("kicked", {"code": code, "message": message}, to=sid)
+        self.sio.disconnect(sid)
 
     def disconnect(self, sid, reason=None):
         name, rooms = self.presence.release(sid)
@@ -73,10 +110,12 @@ class ChatService:
         if name is None:
             return
         for room in rooms:
-            self.sio.leave_room(sid, room)
-            self._announce(room, name, "leave")
             self.feed.release(room, self.presence.count(room) > 0)
         log.info("disconnect node=%s sid=%s name=%s reason=%s", self.node_id, sid, name, reason)
+        try:
+            self._announce_all(self.store.write(directory.release, sid))
+        except ProtocolError as exc:  # the heartbeat re-registration or a restart clears it
+            log.warning("could not record disconnect of %s: %s", name, exc.message)
 
     # -- rooms ------------------------------------------------------------------------------
     def join(self, sid, request):
@@ -89,30 +128,38 @@ class ChatService:
             self.store.write(persistence.create_room, room)
         try:
             snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
-                                   enter=lambda: self._enter(sid, room, name))
+                                   enter=lambda: self._enter_here(sid, room))
         finally:
             self.feed.release(room, self.presence.count(room) > 0)
-        reply = ok(room=room, history=snap.messages, members=self.presence.members(room, self.limits.members_listed))
+        if self.presence.is_member(sid, room) and not already:
+            count, members = self.store.write(directory.enter, self.node_id, sid, name, room,
+                                              self.limits.members_listed)
+            self._announce(room, name, "join", count)
+        else:
+            members = self.store.read(directory.members, room, self.limits.members_listed)
+        reply = ok(room=room, history=snap.messages, members=members)
         if snap.truncated:
             reply["truncated"] = True
         return reply
 
-    def _enter(self, sid, room, name):
+    def _enter_here(self, sid, room):
         if self.presence.join(sid, room):
             self.sio.enter_room(sid, room)
-            self._announce(room, name, "join")
 
     def leave(self, sid, room):
         name = self._name(sid)
         if self.presence.leave(sid, room):
             self.sio.leave_room(sid, room)
-            self._announce(room, name, "leave")
             self.feed.release(room, self.presence.count(room) > 0)
+            self._announce(room, name, "leave", self.store.write(directory.leave, sid, room))
         return ok()
 
-    def _announce(self, room, name, action):
-        self.sio.emit("presence", {"room": room, "user": name, "action": action,
-                                   "count": self.presence.count(room)}, room=room)
+    def _announce(self, room, name, action, count):
+        self.sio.emit("presence", {"room": room, "user": name, "action": action, "count": count}, room=room)
+
+    def _announce_all(self, left):
+        for room, name, count in left:
+            self._announce(room, name, "leave", count)
 
     # -- messages ---------------------------------------------------------------------------
     def send(self, sid, request):
@@ -137,10 +184,7 @@ class ChatService:
 
     def rooms(self, sid):
         self._name(sid)
-        return ok(rooms=self.room_list())
-
-    def room_list(self):
-        return self.store.read(persistence.list_rooms, self.presence.room_counts(), self.limits.rooms_listed)
+        return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
 
     def message_deleted(self, room, message_id):
         self.sio.emit("message_deleted", {"room": room, "id": message_id}, room=room)

@@ -4,11 +4,12 @@ JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error:
 """
 from django.conf import settings
 from django.db import DatabaseError
-from django.http import JsonResponse
+import prometheus_client
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from chat import persistence, protocol, server
+from chat import directory, persistence, protocol, server
 from chat.protocol import ProtocolError
 
 
@@ -28,9 +29,7 @@ def room_page(request, room):
 
 @require_GET
 def api_rooms(request):
-    runtime = server.current()
-    counts = runtime.presence.room_counts() if runtime else {}
-    return JsonResponse(protocol.ok(rooms=persistence.list_rooms(counts, settings.CHAT_ROOMS_LISTED)))
+    return JsonResponse(protocol.ok(rooms=directory.rooms_with_counts(settings.CHAT_ROOMS_LISTED)))
 
 
 @require_GET
@@ -68,3 +67,11 @@ def healthz(request):
         status["connections"] = runtime.presence.connection_count()
         status["db_pending"] = runtime.store.pending()
     return JsonResponse(status, status=200 if status["ok"] else 503)
+
+
+@require_GET
+def metrics(request):
+    runtime = server.current()
+    if runtime:
+        runtime.metrics.refresh(runtime.presence.connection_count(), len(runtime.feed.tracked_rooms()))
+    return HttpResponse(prometheus_client.generate_latest(), content_type=prometheus_client.CONTENT_TYPE_LATEST)

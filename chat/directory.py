@@ -1,0 +1,116 @@
+"""The cluster-wide directory of who is online where, kept in the database.
+
+Every node writes its connections (Online) and room memberships (Membership) here, so
+names are unique across the cluster (a unique key, not a race between nodes) and member
+lists and counts cover every node. Nodes heartbeat their Node row; a node that stops
+(SIGKILL, lost host) is reaped by any other: its rows are deleted in one transaction and
+the reaper announces the `leave`s. Functions run in chat.store's workers.
+"""
+from datetime import timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from chat.models import Membership, Node, Online
+from chat import persistence
+from chat.protocol import NAME_TAKEN, ProtocolError
+
+
+def register_node(node_id):
+    """Start fresh: drop what an earlier process with this id left behind, then heartbeat."""
+    left = _remove_nodes([node_id])
+    Node.objects.update_or_create(id=node_id, defaults={"last_seen": timezone.now(), "started_at": timezone.now()})
+    return left
+
+
+def heartbeat(node_id):
+    """Returns False when the row was gone (this node was reaped while alive)."""
+    return Node.objects.filter(id=node_id).update(last_seen=timezone.now()) == 1
+
+
+def reap(timeout_secs, keep):
+    """Remove nodes (but `keep`) silent for `timeout_secs`; returns [(room, name, count_after)]."""
+    cutoff = timezone.now() - timedelta(seconds=timeout_secs)
+    table = connection.ops.quote_name(Node._meta.db_table)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE last_seen < %s AND id <> %s RETURNING id", [cutoff, keep])
+            dead = [row[0] for row in cursor.fetchall()]
+        return _remove_nodes(dead) if dead else []
+
+
+def _remove_nodes(node_ids):
+    with transaction.atomic():
+        rows = list(Membership.objects.filter(node_id__in=node_ids).values_list("room", "name"))
+        Membership.objects.filter(node_id__in=node_ids).delete()
+        Online.objects.filter(node_id__in=node_ids).delete()
+        Node.objects.filter(id__in=node_ids).delete()
+        return _with_counts(rows)
+
+
+def _with_counts(room_names):
+    rooms = {room for room, _ in room_names}
+    counts = dict(Membership.objects.filter(room__in=rooms).values_list("room").annotate(n=Count("id")))
+    return [(room, name, counts.get(room, 0)) for room, name in room_names]
+
+
+def claim(node_id, sid, name, takeover):
+    """Make `name` this connection's. Returns the sid that held it (takeover) or None."""
+    key = name.lower()
+    with transaction.atomic():
+        held = Online.objects.select_for_update().filter(key=key).first()
+        if held is not None:
+            if not takeover:
+                raise ProtocolError(NAME_TAKEN, f"{name} is already online")
+            previous = held.sid
+            Online.objects.filter(pk=held.pk).update(node_id=node_id, sid=sid, name=name, since=timezone.now())
+            return previous
+        try:
+            with transaction.atomic():
+                Online.objects.create(key=key, name=name, node_id=node_id, sid=sid)
+        except IntegrityError:
+            raise ProtocolError(NAME_TAKEN, f"{name} is already online") from None
+    return None
+
+
+def release(sid):
+    """Forget a connection; returns [(room, name, count_after)] for the rooms it left."""
+    with transaction.atomic():
+        rows = list(Membership.objects.filter(sid=sid).values_list("room", "name"))
+        Membership.objects.filter(sid=sid).delete()
+        Online.objects.filter(sid=sid).delete()
+        return _with_counts(rows)
+
+
+def enter(node_id, sid, name, room, members_limit):
+    """Add the member; returns (count, first `members_limit` names)."""
+    with transaction.atomic():
+        Membership.objects.filter(room=room, name=name).exclude(sid=sid).delete()  # an older socket's
+        Membership.objects.get_or_create(room=room, name=name, defaults={"node_id": node_id, "sid": sid})
+        return _count(room), members(room, members_limit)
+
+
+def leave(sid, room):
+    with transaction.atomic():
+        Membership.objects.filter(sid=sid, room=room).delete()
+        return _count(room)
+
+
+def _count(room):
+    return Membership.objects.filter(room=room).count()
+
+
+def members(room, limit):
+    return list(Membership.objects.filter(room=room).order_by("name").values_list("name", flat=True)[:limit])
+
+
+def room_counts(limit):
+    """{room: members} for the `limit` fullest rooms in the cluster."""
+    rows = Membership.objects.values("room").annotate(n=Count("id")).order_by("-n")[:limit]
+    return {row["room"]: row["n"] for row in rows}
+
+
+def rooms_with_counts(limit):
+    """Rooms for `rooms` and /api/rooms/, with cluster-wide online counts."""
+    return persistence.list_rooms(room_counts(limit), limit)

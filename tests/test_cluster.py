@@ -1,0 +1,227 @@
+"""A real cluster: PostgreSQL, the ZeroMQ broker and several node processes on loopback."""
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+import requests
+import socketio
+
+from tests.chatclient import ChatClient, unique
+from tests.cluster import BrokerProcess, PostgresDatabase, require_postgres
+from tests.serverproc import ServerProcess, wait_until
+
+pytestmark = pytest.mark.cluster
+
+FAST = {"CHAT_NODE_HEARTBEAT_SECS": 1, "CHAT_NODE_TIMEOUT_SECS": 5, "CHAT_DELIVERY_CHECK_SECS": 2}
+
+
+class Cluster:
+    def __init__(self, db, broker):
+        self.db, self.broker, self.nodes = db, broker, []
+
+    def add_node(self, **env):
+        node = ServerProcess(self.db.url, CHAT_BROKER_URL=self.broker.url, **{**FAST, **env}).start()
+        self.nodes.append(node)
+        return node
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+        self.broker.stop()
+
+
+@pytest.fixture
+def cluster():
+    require_postgres()
+    with PostgresDatabase() as db:
+        made = Cluster(db, BrokerProcess().start())
+        try:
+            yield made
+        finally:
+            made.stop()
+
+
+@pytest.fixture
+def two_nodes(cluster):
+    return cluster.add_node(), cluster.add_node()
+
+
+def metric(node, name):
+    for line in requests.get(node.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_members_on_two_nodes_chat_exactly_once(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    room = unique("room")
+    a = clients(n1.url).connect(name="amy")
+    b = clients(n2.url, "polling").connect(name="bob")
+    a.join(room)
+    reply = b.join(room)
+    assert reply["members"] == ["amy", "bob"]
+    assert a.wait_for("presence", lambda d: d["user"] == "bob") == {
+        "room": room, "user": "bob", "action": "join", "count": 2}
+    sent = [a.send(room, "from n1"), b.send(room, "from n2"), a.send(room, "again n1")]
+    for client in (a, b):
+        assert client.wait_messages(room, 3) == sent
+    a.sio.emit("typing", {"room": room, "active": True})
+    assert b.wait_for("typing") == {"room": room, "user": "amy", "active": True}
+    assert {"name": room, "members": 2} in requests.get(n1.url + "/api/rooms/", timeout=5).json()["rooms"]
+    b.call("leave", {"room": room})
+    assert a.wait_for("presence", lambda d: d["action"] == "leave")["count"] == 1
+    time.sleep(0.5)  # late duplicates would show up by now
+    assert a.messages(room) == sent and len(b.received("typing")) == 1 and len(a.received("typing")) == 0
+    history = [m["id"] for m in ChatClient(n2.url).connect(name="cat").join(room)["history"]]
+    assert history == [m["id"] for m in sent]
+
+
+def test_names_are_unique_across_nodes_and_tokens_take_over_across_nodes(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    first = clients(n1.url).connect(name="Zed")
+    late = ChatClient(n2.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        late.connect(name="zed")
+    assert late.connect_error["data"]["code"] == "name_taken"
+    again = clients(n2.url).connect(token=first.welcome["token"])
+    assert again.name == "Zed"
+    first.wait_for("kicked", lambda d: d["code"] == "replaced")
+    wait_until(lambda: not first.sio.connected, message="old socket on the other node dropped")
+
+
+def test_a_node_gets_no_traffic_for_rooms_it_has_no_members_in(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    bystander = clients(n2.url).connect(name="bystander")
+    bystander.join(unique("elsewhere"))
+    time.sleep(0.5)
+    before = metric(n2, "chat_bus_messages_in_total")
+    room = unique("busy")
+    talkers = [clients(n1.url).connect(name=f"talker{i}") for i in range(3)]
+    for talker in talkers:
+        talker.join(room)
+    for i in range(20):
+        talkers[i % 3].send(room, f"m{i}")
+        talkers[i % 3].sio.emit("typing", {"room": room, "active": True})
+    talkers[0].wait_messages(room, 20)
+    time.sleep(1)
+    assert metric(n1, "chat_bus_messages_out_total") > 0  # the traffic did go out on the bus
+    assert metric(n2, "chat_bus_messages_in_total") == before
+
+
+def test_concurrent_senders_on_two_nodes_share_one_order_and_since_is_exact(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    room = unique("race")
+    members = [clients(node.url).connect(name=f"s{i}-{j}") for i, node in enumerate(two_nodes) for j in range(3)]
+    for member in members:
+        member.join(room)
+    watcher = clients(n2.url).connect(name="watcher")
+    watcher.join(room)
+    per_sender = 20
+
+    def blast(member):
+        for i in range(per_sender):
+            member.send(room, f"{member.name} {i}")
+
+    threads = [threading.Thread(target=blast, args=(m,)) for m in members]
+    for t in threads:
+        t.start()
+    gap_start = watcher.wait_messages(room, 10)[9]["id"]
+    watcher.close()  # misses the rest
+    for t in threads:
+        t.join()
+    total = per_sender * len(members)
+    orders = [[m["id"] for m in member.wait_messages(room, total, timeout=30)] for member in members]
+    assert all(order == list(range(1, total + 1)) for order in orders)
+    assert all(member.messages(room) == members[0].messages(room) for member in members)
+    back = clients(n1.url).connect(token=watcher.welcome["token"])
+    recovered = back.join(room, since=gap_start)["history"]
+    assert [m["id"] for m in recovered] == list(range(gap_start + 1, total + 1))
+    assert recovered == members[0].messages(room)[gap_start:]
+
+
+def test_killed_node_users_leave_everywhere_within_15s(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    room = unique("room")
+    survivor = clients(n1.url).connect(name="survivor")
+    survivor.join(room)
+    doomed = [clients(n2.url).connect(name=f"doomed{i}") for i in range(3)]
+    for client in doomed:
+        client.join(room)
+    survivor.wait_for("presence", lambda d: d["count"] == 4)
+    n2.kill()
+    killed_at = time.monotonic()
+    for i in range(3):
+        survivor.wait_for("presence", lambda d, i=i: d["user"] == f"doomed{i}" and d["action"] == "leave",
+                          timeout=15)
+    assert time.monotonic() - killed_at < 15
+    assert survivor.call("join", {"room": room})["members"] == ["survivor"]
+    again = clients(n1.url).connect(name="doomed0")  # the name is free again
+    assert again.name == "doomed0"
+
+
+def test_broker_restart_resumes_delivery_and_recovers_the_outage(cluster, two_nodes, clients):
+    n1, n2 = two_nodes
+    room = unique("room")
+    a = clients(n1.url).connect(name="amy")
+    a2 = clients(n1.url).connect(name="ann")
+    b = clients(n2.url).connect(name="bob")
+    for client in (a, a2, b):
+        client.join(room)
+    first = a.send(room, "before outage")
+    b.wait_messages(room, 1)
+    cluster.broker.stop()
+    during = [a.send(room, f"during outage {i}") for i in range(3)]
+    assert a2.wait_messages(room, 4)[1:] == during  # local delivery goes on
+    cluster.broker = BrokerProcess(cluster.broker.port).start()
+    restarted = time.monotonic()
+    got = b.wait_messages(room, 4, timeout=10)
+    assert got == [first] + during
+    after = a.send(room, "after restart")
+    assert b.wait_messages(room, 5, timeout=10)[-1] == after
+    assert time.monotonic() - restarted < 10
+    assert [m["id"] for m in b.messages(room)] == [1, 2, 3, 4, 5]
+
+
+def test_slow_database_query_does_not_stall_other_clients(cluster, clients):
+    node = cluster.add_node()
+    room = unique("slow")
+    a = clients(node.url).connect(name="waiter")
+    a.join(room)
+    other = clients(node.url).connect(name="other")
+    other.join(unique("fast"))
+    pending = threading.Event()
+    result = {}
+    with psycopg.connect(cluster.db.url.replace("postgres://", "postgresql://")) as blocker:
+        blocker.execute("SELECT * FROM chat_room WHERE name = %s FOR UPDATE", [room])
+
+        def send():
+            pending.set()
+            result["ack"] = a.call("send", {"room": room, "text": "stuck behind a lock"})
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        pending.wait()
+        time.sleep(0.2)
+        answered = 0
+        for _ in range(5):  # reads, pings and typing go on while the writer waits in PostgreSQL
+            assert other.call("rooms")["ok"]
+            answered += 1
+        assert answered == 5 and "ack" not in result
+        blocker.execute("SELECT pg_sleep(2)")
+    sender.join(10)
+    assert result["ack"]["ok"] and result["ack"]["message"]["text"] == "stuck behind a lock"
+
+
+def test_database_connections_stay_bounded_per_node(cluster, clients):
+    node = cluster.add_node(CHAT_DB_READERS=2)
+    room = unique("room")
+    crowd = [clients(node.url).connect(name=f"c{i}") for i in range(40)]
+    for client in crowd:
+        client.join(room)
+    for client in crowd:
+        client.send(room, "hi")
+    rows = cluster.db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (cluster.db.name,))
+    assert 1 <= rows[0][0] <= 2 + 1 + 1, rows  # readers + writer (+ this query's own connection)
