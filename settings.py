@@ -18,9 +18,12 @@ def env_str(name, default):
     return os.environ.get(name, default)
 
 
-def env_int(name, default):
+def env_int(name, default, minimum=1):
     value = os.environ.get(name)
-    return int(value) if value not in (None, "") else default
+    number = int(value) if value not in (None, "") else default
+    if number < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, not {number}")
+    return number
 
 
 def env_bool(name, default):
@@ -168,4 +171,5 @@ CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)
 CHAT_PING_TIMEOUT_SECS = env_int("CHAT_PING_TIMEOUT_SECS", 20)
 CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broker; empty: one node
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
+CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only

@@ -10,6 +10,11 @@ class RoomAdmin(admin.ModelAdmin):
     search_fields = ("name",)
     readonly_fields = ("last_seq",)
 
+    def has_delete_permission(self, request, obj=None):
+        """Rooms are permanent: ids continue from `last_seq`, and every node's delivery (and
+        every client's `since`) relies on a room's ids never starting over."""
+        return False
+
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):

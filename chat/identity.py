@@ -58,6 +58,11 @@ def user_for_session(session_key):
     return user if user.is_authenticated and user.is_active else None
 
 
+def account_is_active(user_id):
+    """A token minted for a Django user only works while that account is active."""
+    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
+
+
 def is_reserved_name(name):
     """True when a registered account owns this name (guests may not take it). Touches the database."""
     return get_user_model().objects.filter(username__iexact=name).exists()

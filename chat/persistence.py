@@ -142,7 +142,7 @@ def messages_before(room_name, before, limit):
 
 
 def list_rooms(online_counts, limit):
-    """Rooms with online counts: rooms with people first, then the most recently active."""
+    """Rooms with online counts: rooms with people first, then those with the most messages."""
     names = Room.objects.order_by("-last_seq", "name").values_list("name", flat=True)[:limit]
     listed = {name: online_counts.get(name, 0) for name in names}
     for name, count in online_counts.items():

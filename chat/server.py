@@ -84,7 +84,26 @@ def build_runtime():
     service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())
+    if settings.CHAT_BROKER_URL:
+        app = with_node_cookie(app, settings.CHAT_NODE_ID)
     return Runtime(sio, service, store, presence, feed, metrics, app)
+
+
+def with_node_cookie(app, node_id):
+    """Mark Socket.IO responses with this node's id so a balancer can keep long-polling
+    sessions on their node (deploy/nginx.conf maps the cookie to an upstream)."""
+    cookie = ("Set-Cookie", f"chat_node={node_id}; Path=/socket.io/; HttpOnly; SameSite=Lax")
+
+    def app_with_cookie(environ, start_response):
+        if not environ.get("PATH_INFO", "").startswith("/socket.io"):
+            return app(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            return start_response(status, [*headers, cookie], exc_info)
+
+        return app(environ, start)
+
+    return app_with_cookie
 
 
 def serve(host, port):

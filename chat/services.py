@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import gevent
+from django.conf import settings
 
 from chat import directory, identity, persistence, protocol
 from chat.protocol import ProtocolError, ok
@@ -37,6 +38,7 @@ class ChatService:
         self.sio, self.bus, self.presence = sio, bus, presence
         self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
         self._identities = {}  # sid -> identity.Identity, owned here, cleared on disconnect
+        self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
 
     # -- this node in the cluster -------------------------------------------------------------
     def register_node(self, reap_others):
@@ -55,6 +57,9 @@ class ChatService:
             try:
                 if not self.store.write(directory.heartbeat, self.node_id):
                     self._reregister()
+                for sid, name in list(self._unreleased.items()):
+                    del self._unreleased[sid]
+                    self._release(sid, name)
                 self._announce_all(self.store.write(directory.reap, timeout_secs, self.node_id))
             except ProtocolError as exc:
                 log.warning("node heartbeat failed: %s", exc.message)
@@ -89,10 +94,13 @@ class ChatService:
     def _identify(self, environ, name, token):
         """Token first, then a logged-in Django user, then a guest name."""
         if token:
-            return identity.read_token(token, self.limits.token_max_age_secs), True
+            who = identity.read_token(token, self.limits.token_max_age_secs)
+            if who.user_id is not None and not self.store.read(identity.account_is_active, who.user_id):
+                raise ProtocolError(protocol.INVALID_TOKEN, "the account of this token is no longer active")
+            return who, True
         user = self.store.read(identity.user_for_session, identity.session_key_from_environ(environ))
         if user is not None:
-            return identity.Identity(user.get_username(), user.pk), True
+            return identity.Identity(protocol.user_name(user.get_username()), user.pk), True
         if name is None:
             raise ProtocolError(protocol.INVALID_NAME, "connect with auth {name} or {token}")
         if self.store.read(identity.is_reserved_name, name):
@@ -112,10 +120,14 @@ class ChatService:
         for room in rooms:
             self.feed.release(room, self.presence.count(room) > 0)
         log.info("disconnect node=%s sid=%s name=%s reason=%s", self.node_id, sid, name, reason)
+        self._release(sid, name)
+
+    def _release(self, sid, name):
         try:
             self._announce_all(self.store.write(directory.release, sid))
-        except ProtocolError as exc:  # the heartbeat re-registration or a restart clears it
-            log.warning("could not record disconnect of %s: %s", name, exc.message)
+        except ProtocolError as exc:  # keep_alive retries, so the name cannot stay taken
+            log.warning("could not record disconnect of %s yet: %s", name, exc.message)
+            self._unreleased[sid] = name
 
     # -- rooms ------------------------------------------------------------------------------
     def join(self, sid, request):
@@ -132,8 +144,12 @@ class ChatService:
         finally:
             self.feed.release(room, self.presence.count(room) > 0)
         if self.presence.is_member(sid, room) and not already:
-            count, members = self.store.write(directory.enter, self.node_id, sid, name, room,
-                                              self.limits.members_listed)
+            try:
+                count, members = self.store.write(directory.enter, self.node_id, sid, name, room,
+                                                  self.limits.members_listed)
+            except ProtocolError:
+                self._leave_here(sid, room)  # all or nothing: not a member anywhere
+                raise
             self._announce(room, name, "join", count)
         else:
             members = self.store.read(directory.members, room, self.limits.members_listed)
@@ -148,11 +164,16 @@ class ChatService:
 
     def leave(self, sid, room):
         name = self._name(sid)
-        if self.presence.leave(sid, room):
-            self.sio.leave_room(sid, room)
-            self.feed.release(room, self.presence.count(room) > 0)
+        if self._leave_here(sid, room):
             self._announce(room, name, "leave", self.store.write(directory.leave, sid, room))
         return ok()
+
+    def _leave_here(self, sid, room):
+        if not self.presence.leave(sid, room):
+            return False
+        self.sio.leave_room(sid, room)
+        self.feed.release(room, self.presence.count(room) > 0)
+        return True
 
     def _announce(self, room, name, action, count):
         self.sio.emit("presence", {"room": room, "user": name, "action": action, "count": count}, room=room)
@@ -201,5 +222,14 @@ class ChatService:
             raise ProtocolError(protocol.NOT_MEMBER, f"join {room} first")
 
 
-def client_address(environ):
-    return environ.get("REMOTE_ADDR", "?")
+def client_address(environ, trusted_proxies=None):
+    """The client's address; behind trusted proxies, the last untrusted hop of X-Forwarded-For."""
+    trusted = settings.CHAT_TRUSTED_PROXIES if trusted_proxies is None else trusted_proxies
+    address = environ.get("REMOTE_ADDR", "?")
+    if address not in trusted:
+        return address
+    hops = [hop.strip() for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop
+    return hops[0] if hops else address

@@ -153,4 +153,4 @@ class Store:
             connection.close()
         except DatabaseError:
             pass
-        return ProtocolError(UNAVAILABLE, "the message store is unavailable; nothing was saved")
+        return ProtocolError(UNAVAILABLE, "the database is unavailable; nothing was changed, try again")

@@ -34,24 +34,25 @@ def api_rooms(request):
 
 @require_GET
 def api_messages(request, room):
+    query = {"room": room, "before": _int_param(request, "before"), "limit": _int_param(request, "limit")}
     try:
-        before = _int_param(request, "before")
-        limit = protocol.parse_limit(_int_param(request, "limit"), settings.CHAT_HISTORY, settings.CHAT_PAGE_MAX)
+        page = protocol.parse_history(query, settings.CHAT_HISTORY, settings.CHAT_PAGE_MAX)
     except ProtocolError as exc:
         return _json_error(exc.code, exc.message, 400)
     if not persistence.room_exists(room):
         return _json_error(protocol.INVALID_ROOM, f"no room named {room}", 404)
-    return JsonResponse(protocol.ok(room=room, messages=persistence.messages_before(room, before, limit)))
+    return JsonResponse(protocol.ok(room=room, messages=persistence.messages_before(room, page.before, page.limit)))
 
 
 def _int_param(request, name):
+    """The query parameter as an int when it is one; otherwise as given, for parse_history to refuse."""
     raw = request.GET.get(name)
     if raw is None or raw == "":
         return None
     try:
         return int(raw)
     except ValueError:
-        raise ProtocolError(protocol.INVALID_PAYLOAD, f"{name} must be an integer") from None
+        return raw
 
 
 @require_GET

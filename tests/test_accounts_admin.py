@@ -97,3 +97,33 @@ def test_manage_py_chatserver_serves_the_same_app(sqlite_template):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
+
+
+def test_tokens_of_deactivated_accounts_and_unusable_usernames_are_refused(chat_server, clients):
+    from tests.test_server import refusal_code
+
+    username = unique("acct")
+    create_user(chat_server, username, "a-long-password-2")
+    _, jar = login(chat_server, "/accounts/login/", username, "a-long-password-2")
+    member = clients(chat_server.url).connect(headers={"Cookie": cookie_header(jar)})
+    token = member.welcome["token"]
+    member.close()
+    manage(chat_server.database_url, "shell", "-c",
+           f"from django.contrib.auth.models import User; User.objects.filter(username={username!r}).update(is_active=False)")
+    assert refusal_code(chat_server.url, "websocket", token=token) == "invalid_token"
+    odd = "mail@example.com"  # a valid Django username that breaks the chat name rule
+    create_user(chat_server, odd, "a-long-password-3")
+    _, jar = login(chat_server, "/accounts/login/", odd, "a-long-password-3")
+    refused = ChatClient(chat_server.url)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(headers={"Cookie": cookie_header(jar)})
+    assert refused.connect_error["data"]["code"] == "invalid_name"
+
+
+@pytest.mark.django_db
+def test_rooms_cannot_be_deleted_in_the_admin(admin_client):
+    from chat.models import Room
+
+    room = Room.objects.create(name="permanent")
+    assert admin_client.get(f"/admin/chat/room/{room.pk}/delete/").status_code == 403
+    assert admin_client.get(f"/admin/chat/room/{room.pk}/change/").status_code == 200

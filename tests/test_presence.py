@@ -37,3 +37,13 @@ def test_join_leave_counts_and_members():
     p.release("s3")
     assert p.room_counts() == {} and not p.is_online("bob")
     assert p.connection_count() == 1
+
+
+def test_client_address_trusts_forwarded_for_only_from_trusted_proxies():
+    from chat.services import client_address
+
+    direct = {"REMOTE_ADDR": "203.0.113.9", "HTTP_X_FORWARDED_FOR": "1.2.3.4"}
+    assert client_address(direct, ["127.0.0.1"]) == "203.0.113.9"
+    proxied = {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_FOR": "6.6.6.6, 198.51.100.7, 127.0.0.1"}
+    assert client_address(proxied, ["127.0.0.1"]) == "198.51.100.7"
+    assert client_address({"REMOTE_ADDR": "127.0.0.1"}, ["127.0.0.1"]) == "127.0.0.1"

@@ -248,8 +248,9 @@ def test_json_api_and_health(chat_server, clients):
     assert page["ok"] and [m["id"] for m in page["messages"]] == [3, 4]
     page = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?before=3&limit=5", timeout=5).json()
     assert [m["text"] for m in page["messages"]] == ["m0", "m1"]
-    bad = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?limit=abc", timeout=5)
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_payload"
+    for query in ("limit=abc", "limit=0", "limit=101", "before=-1", f"before={2**63}", "before=x"):
+        bad = requests.get(f"{chat_server.url}/api/rooms/{room}/messages?{query}", timeout=5)
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_payload", query
     missing = requests.get(f"{chat_server.url}/api/rooms/no-such-room-x/messages", timeout=5)
     assert missing.status_code == 404 and missing.json()["ok"] is False
     health = requests.get(chat_server.url + "/healthz", timeout=5)

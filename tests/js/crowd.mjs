@@ -1,0 +1,108 @@
+// A crowd of real socket.io-client 4.x clients for cluster tests (failover, reconnect storm).
+// Usage: node tests/js/crowd.mjs URL COUNT ROOM PREFIX
+// Each client connects over websocket with auth {name}, keeps the `welcome` token for its
+// reconnects (socket.io-client's own randomized backoff), and on every (re)connect joins ROOM
+// with `since` = the last id it holds, looping while the server says `truncated`.
+// Commands on stdin, one per line; answers are JSON lines on stdout:
+//   check K  -> {"event":"check","complete":n,"connected":c,"problems":[...]} where complete
+//               counts clients whose received ids are exactly 1..K, in order, none twice
+//   quit     -> disconnects everyone and exits
+import { createInterface } from "node:readline";
+import { io } from "socket.io-client";
+
+const [url, countText, room, prefix] = process.argv.slice(2);
+const count = Number(countText);
+const clients = [];
+
+function say(event, fields) {
+  process.stdout.write(JSON.stringify({ event, ...fields }) + "\n");
+}
+
+function lastId(client) {
+  return client.ids.length ? client.ids[client.ids.length - 1] : undefined;
+}
+
+async function joinFrom(client) {
+  for (;;) {
+    const since = lastId(client);
+    const payload = since === undefined ? { room } : { room, since };
+    let reply;
+    try {
+      reply = await client.socket.timeout(15000).emitWithAck("join", payload);
+    } catch (err) {
+      client.errors.push(`join timeout: ${err.message}`);
+      return;
+    }
+    if (!reply.ok) {
+      client.errors.push(`join: ${reply.error.code}`);
+      return;
+    }
+    for (const message of reply.history) client.ids.push(message.id);
+    if (!reply.truncated) break;
+  }
+  client.joined = true;
+}
+
+function makeClient(index) {
+  const client = { ids: [], errors: [], joined: false, connects: 0 };
+  const socket = io(url, {
+    transports: ["websocket"],
+    auth: { name: `${prefix}${index}` },
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+    randomizationFactor: 0.5,
+    timeout: 10000,
+  });
+  client.socket = socket;
+  socket.on("welcome", (data) => {
+    socket.auth = { token: data.token };
+  });
+  socket.on("connect", () => {
+    client.connects += 1;
+    client.joined = false;
+    joinFrom(client);
+  });
+  socket.on("message", (message) => {
+    if (message.room === room) client.ids.push(message.id);
+  });
+  socket.on("connect_error", (err) => {
+    if (err.data && err.data.code) client.lastRefusal = err.data.code;
+  });
+  return client;
+}
+
+function check(expected) {
+  let complete = 0;
+  const problems = [];
+  for (const [index, client] of clients.entries()) {
+    const ok = client.ids.length === expected && client.ids.every((id, i) => id === i + 1);
+    if (ok) complete += 1;
+    else if (problems.length < 5)
+      problems.push({ index, got: client.ids.length, tail: client.ids.slice(-5), errors: client.errors.slice(-2),
+                      connected: client.socket.connected, refusal: client.lastRefusal });
+  }
+  const connected = clients.filter((c) => c.socket.connected && c.joined).length;
+  say("check", { expected, complete, connected, problems });
+}
+
+for (let i = 0; i < count; i += 1) {
+  clients.push(makeClient(i));
+  if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+const started = Date.now();
+const readyTimer = setInterval(() => {
+  const joined = clients.filter((c) => c.joined).length;
+  if (joined === count) {
+    clearInterval(readyTimer);
+    say("ready", { joined, ms: Date.now() - started });
+  }
+}, 100);
+
+createInterface({ input: process.stdin }).on("line", (line) => {
+  const [command, arg] = line.trim().split(/\s+/);
+  if (command === "check") check(Number(arg));
+  if (command === "quit") {
+    for (const client of clients) client.socket.disconnect();
+    process.exit(0);
+  }
+});
