@@ -83,12 +83,13 @@ def release(sid):
         return _with_counts(rows)
 
 
-def enter(node_id, sid, name, room, members_limit):
-    """Add the member; returns (count, first `members_limit` names)."""
+def enter(node_id, sid, name, room):
+    """Add the member; returns the room's member count."""
     with transaction.atomic():
         Membership.objects.filter(room=room, name=name).exclude(sid=sid).delete()  # an older socket's
-        Membership.objects.get_or_create(room=room, name=name, defaults={"node_id": node_id, "sid": sid})
-        return _count(room), members(room, members_limit)
+        Membership.objects.bulk_create([Membership(room=room, name=name, node_id=node_id, sid=sid)],
+                                       ignore_conflicts=True)
+        return _count(room)
 
 
 def leave(sid, room):
@@ -99,6 +100,11 @@ def leave(sid, room):
 
 def _count(room):
     return Membership.objects.filter(room=room).count()
+
+
+def roster(room, limit):
+    """(member count, first `limit` names) of a room across the cluster."""
+    return _count(room), members(room, limit)
 
 
 def members(room, limit):

@@ -56,6 +56,8 @@ def limits_from_settings():
         max_message=settings.CHAT_MAX_MESSAGE, rooms_per_connection=settings.CHAT_MAX_ROOMS_PER_CONNECTION,
         members_listed=settings.CHAT_MAX_MEMBERS_LISTED, rooms_listed=settings.CHAT_ROOMS_LISTED,
         token_max_age_secs=settings.CHAT_TOKEN_MAX_AGE_SECS,
+        presence_detail_max=settings.CHAT_PRESENCE_DETAIL_MAX,
+        presence_interval_secs=settings.CHAT_PRESENCE_INTERVAL_MSECS / 1000,
     )
 
 
@@ -72,7 +74,8 @@ def build_runtime():
     presence = Presence()
     service = None
     store = Store(settings.CHAT_DB_READERS, settings.CHAT_DB_QUEUE, settings.CHAT_WRITE_BATCH,
-                  on_committed=lambda messages: service.messages_committed(messages), metrics=metrics)
+                  on_committed=lambda messages: service.messages_committed(messages), metrics=metrics,
+                  concurrent_writes=settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3")
 
     def deliver_here(room, message):
         manager.emit_local("message", message, room)
@@ -112,7 +115,7 @@ def serve(host, port):
     _runtime = build_runtime()
     _runtime.start()
     server = WSGIServer((host, port), _runtime.app, handler_class=WebSocketHandler, log=None,
-                        error_log=logging.getLogger("gevent.pywsgi"))
+                        error_log=logging.getLogger("gevent.pywsgi"), backlog=settings.CHAT_LISTEN_BACKLOG)
     server.start()
     log.info("listening on http://%s:%d node=%s", host, server.server_port, settings.CHAT_NODE_ID)
     stopped = Event()

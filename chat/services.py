@@ -31,6 +31,8 @@ class Limits:
     members_listed: int
     rooms_listed: int
     token_max_age_secs: int
+    presence_detail_max: int
+    presence_interval_secs: float
 
 
 class ChatService:
@@ -39,6 +41,7 @@ class ChatService:
         self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
         self._identities = {}  # sid -> identity.Identity, owned here, cleared on disconnect
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
+        self._counts_due = {}  # room -> member count waiting for its throttled announcement
 
     # -- this node in the cluster -------------------------------------------------------------
     def register_node(self, reap_others):
@@ -75,7 +78,7 @@ class ChatService:
                 self._kick(sid, "name_taken", "your name was taken while this server was unreachable")
                 continue
             for room in self.presence.rooms_of(sid):
-                count, _ = self.store.write(directory.enter, self.node_id, sid, who.name, room, 0)
+                count = self.store.write(directory.enter, self.node_id, sid, who.name, room)
                 self._announce(room, who.name, "join", count)
 
     # -- connections ------------------------------------------------------------------------
@@ -145,15 +148,12 @@ class ChatService:
             self.feed.release(room, self.presence.count(room) > 0)
         if self.presence.is_member(sid, room) and not already:
             try:
-                count, members = self.store.write(directory.enter, self.node_id, sid, name, room,
-                                                  self.limits.members_listed)
+                self._announce(room, name, "join", self.store.write(directory.enter, self.node_id, sid, name, room))
             except ProtocolError:
                 self._leave_here(sid, room)  # all or nothing: not a member anywhere
                 raise
-            self._announce(room, name, "join", count)
-        else:
-            members = self.store.read(directory.members, room, self.limits.members_listed)
-        reply = ok(room=room, history=snap.messages, members=members)
+        count, members = self.store.read(directory.roster, room, self.limits.members_listed)
+        reply = ok(room=room, history=snap.messages, members=members, count=count)
         if snap.truncated:
             reply["truncated"] = True
         return reply
@@ -176,7 +176,21 @@ class ChatService:
         return True
 
     def _announce(self, room, name, action, count):
-        self.sio.emit("presence", {"room": room, "user": name, "action": action, "count": count}, room=room)
+        """Tell the room. Past `presence_detail_max` members, per-user events would cost
+        O(members) frames per join (O(n^2) for a crowd arriving), so large rooms get one
+        `{action: "count"}` event per `presence_interval_secs` instead."""
+        if count <= self.limits.presence_detail_max:
+            self.sio.emit("presence", {"room": room, "user": name, "action": action, "count": count}, room=room)
+            return
+        pending = room in self._counts_due
+        self._counts_due[room] = count
+        if not pending:
+            gevent.spawn_later(self.limits.presence_interval_secs, self._announce_count, room)
+
+    def _announce_count(self, room):
+        count = self._counts_due.pop(room, None)
+        if count is not None:
+            self.sio.emit("presence", {"room": room, "user": None, "action": "count", "count": count}, room=room)
 
     def _announce_all(self, left):
         for room, name, count in left:

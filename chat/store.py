@@ -2,10 +2,13 @@
 
 Under gevent every greenlet is a Django "thread" with its own connection, so socket
 handlers never touch the ORM. They hand work to this module's workers instead:
-CHAT_DB_READERS reader greenlets and ONE writer greenlet, each holding one long-lived
+CHAT_DB_READERS pool greenlets and ONE message writer greenlet, each holding one long-lived
 connection. The socket side of a process therefore holds at most CHAT_DB_READERS + 1
-connections whatever the number of clients. The single writer also keeps SQLite free of
-lock contention and commits `send`s in batches (up to CHAT_WRITE_BATCH per transaction).
+connections whatever the number of clients. The message writer commits `send`s in batches
+(up to CHAT_WRITE_BATCH per transaction) so ids are assigned and delivered in one order.
+Other writes (presence directory, room creation) run in the pool when the database takes
+concurrent writers (PostgreSQL); on SQLite they queue behind the single writer, which keeps
+SQLite free of lock waits that would block the gevent hub.
 
 Limits: each queue holds at most CHAT_DB_QUEUE jobs; past that a request is refused with
 `busy` at once (nothing is written). A database error answers `unavailable`, and the
@@ -40,13 +43,14 @@ class _Post:
 
 
 class Store:
-    def __init__(self, readers, queue_limit, batch_limit, on_committed, metrics=None):
+    def __init__(self, readers, queue_limit, batch_limit, on_committed, metrics=None, concurrent_writes=False):
         self._reader_count = readers
         self._reads = Queue(maxsize=queue_limit)
         self._writes = Queue(maxsize=queue_limit)
         self._batch_limit = batch_limit
         self._on_committed = on_committed  # called in the writer, in id order, after each commit
         self._metrics = metrics
+        self._concurrent_writes = concurrent_writes
         self._workers = []
 
     def start(self):
@@ -68,7 +72,7 @@ class Store:
         return self._submit(self._reads, _Call(fn, args))
 
     def write(self, fn, *args):
-        return self._submit(self._writes, _Call(fn, args))
+        return self._submit(self._reads if self._concurrent_writes else self._writes, _Call(fn, args))
 
     def post(self, draft):
         """Commit one message (batched with others); returns persistence.Posted."""

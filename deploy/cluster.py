@@ -44,7 +44,7 @@ def render_nginx(listen_port, node_ports, run_dir, listen_host="127.0.0.1", stat
     user = "root" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
     text = string.Template(TEMPLATE.read_text()).safe_substitute(
         RUN_DIR=run_dir, NGINX_USER=user, MIME_TYPES="/etc/nginx/mime.types",
-        UPSTREAM_ANY="\n".join(f"        server {s} max_fails=1 fail_timeout=2s;" for s in servers),
+        UPSTREAM_ANY="\n".join(f"        server {s} max_fails=0;" for s in servers),
         UPSTREAM_PER_NODE="".join(per_node), NODE_MAP="\n".join(mapping),
         LISTEN_HOST=listen_host, LISTEN_PORT=listen_port, STATIC_ROOT=static_root,
     )

@@ -244,8 +244,8 @@ def test_two_users_chat_typing_and_xss(chat_server, open_page):
         assert ids == sorted(ids) and len(ids) == len(set(ids)) == 2 + len(payloads) + 1
     assert message_texts(a) == message_texts(b)
 
-    # B leaves: A's member list and count follow.
-    b.page.close()
+    # B leaves (navigates away): A's member list and count follow.
+    b.page.goto("about:blank")
     expect(a.page.locator("#members .member", has_text=bob)).to_have_count(0)
     expect(a.page.locator("#member-count")).to_have_text("1")
 
@@ -284,6 +284,31 @@ def test_reconnect_catches_up_missed_messages(chat_server, open_page):
     ids = message_ids(a)
     assert ids == sorted(ids) and len(ids) == len(set(ids)) == 3
     assert message_texts(a) == message_texts(b)
+
+    a.assert_clean()
+    b.assert_clean()
+
+
+def test_long_polling_only_and_prompt_leave(chat_server, open_page):
+    """Without WebSockets (e.g. a proxy that blocks them) the chat still works over HTTP
+    long-polling, and leaving the page is seen at once, not after the ping timeout."""
+    base, room = chat_server.url, f"ui-poll-{uid()}"
+    alice, bob = f"alice_{uid()[:6]}", f"bob_{uid()[:6]}"
+    a, b = open_page(), open_page()
+    b.page.context.route_web_socket(re.compile(r".*/socket\.io/.*"), lambda ws: ws.close())
+    enter_directly(a, base, alice, room)
+    enter_directly(b, base, bob, room)
+    assert b.page.evaluate("window.chatApp.socket.io.engine.transport.name") == "polling"
+
+    send(b, "over polling")
+    expect(messages_with_text(a, "over polling")).to_have_count(1)
+    send(a, "back to polling")
+    expect(messages_with_text(b, "back to polling")).to_have_count(1)
+    expect(a.page.locator("#member-count")).to_have_text("2")
+
+    b.page.goto(base + "/")
+    expect(a.page.locator("#member-count")).to_have_text("1", timeout=4000)
+    expect(a.page.locator("#members .member", has_text=bob)).to_have_count(0)
 
     a.assert_clean()
     b.assert_clean()

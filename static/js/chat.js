@@ -12,7 +12,7 @@
   // Constants and small helpers
   // ---------------------------------------------------------------------------
 
-  var NAME_RE = /^[\p{L}\p{N}_.-]{1,32}$/u;
+  var NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;  // same rule as the server
   var ROOM_RE = /^[a-z0-9_-]{1,64}$/;
   var MAX_TEXT = 4000;
   var HISTORY_LIMIT = 50;
@@ -65,7 +65,8 @@
   }
 
   function saveSession(name, token) {
-    storage.set('sessionStorage', SESSION_KEY, JSON.stringify({ name: name, token: token }));
+    storage.set('sessionStorage', SESSION_KEY,
+      JSON.stringify({ name: name, token: token, account: !!loggedInUser }));
   }
 
   function clearSession() { storage.remove('sessionStorage', SESSION_KEY); }
@@ -181,7 +182,12 @@
       e.preventDefault();
       if (commitName()) roomInput.focus();
     });
-    nameInput.addEventListener('change', commitName);
+    // Remember a valid name as soon as it is typed, without touching the error
+    // banner (hiding it here would shift the layout under a pending click).
+    nameInput.addEventListener('change', function () {
+      var name = nameInput.value.trim();
+      if (!loggedInUser && NAME_RE.test(name)) storage.set('localStorage', NAME_KEY, name);
+    });
 
     roomForm.addEventListener('submit', function (e) {
       e.preventDefault();
@@ -335,6 +341,7 @@
     // ---- name handling ------------------------------------------------------
 
     function askName(message) {
+      if (!socket || !socket.connected) setStatus('disconnected');
       els.namePanel.hidden = false;
       els.chat.hidden = true;
       els.nameInput.value = myName || '';
@@ -525,12 +532,13 @@
       els.memberCount.textContent = String(memberCount);
     }
 
-    function setMembers(list) {
+    function setMembers(list, count) {
       members.clear();
       list.forEach(function (n) {
         if (n !== undefined && n !== null && n !== '') members.add(String(n));
       });
-      memberCount = members.size;
+      // the list is capped (CHAT_MAX_MEMBERS_LISTED); the count is the whole room
+      memberCount = typeof count === 'number' && count >= members.size ? count : members.size;
       renderMembers();
     }
 
@@ -735,7 +743,7 @@
         var history = Array.isArray(res.history) ? res.history : [];
         var added = 0;
         history.forEach(function (m) { if (insertMessage(m)) added += 1; });
-        if (Array.isArray(res.members)) setMembers(res.members);
+        if (Array.isArray(res.members)) setMembers(res.members, res.count);
         if (!els.messages.firstElementChild) hasMore = false;
         if (res.truncated && history.length) {
           // More messages are waiting after the newest one we got.
@@ -759,7 +767,9 @@
     }
 
     function createSocket() {
-      socket = window.io({ auth: authFor(), autoConnect: false });
+      // closeOnBeforeunload: tell the server right away when the page goes away, even
+      // while still on HTTP long-polling (otherwise presence lingers until ping timeout).
+      socket = window.io({ auth: authFor(), autoConnect: false, closeOnBeforeunload: true });
 
       socket.on('connect', function () {
         everConnected = true;
@@ -855,7 +865,14 @@
       });
 
       socket.on('presence', function (p) {
-        if (!forThisRoom(p) || p.user === undefined || p.user === null) return;
+        if (!forThisRoom(p)) return;
+        if (p.action === 'count') {
+          // large rooms: the server sends throttled counts instead of each join/leave
+          if (typeof p.count === 'number' && p.count >= 0) memberCount = p.count;
+          renderMembers();
+          return;
+        }
+        if (p.user === undefined || p.user === null) return;
         var user = String(p.user);
         if (p.action === 'join') members.add(user);
         else if (p.action === 'leave') {
@@ -935,8 +952,18 @@
 
   // ---------------------------------------------------------------------------
 
+  // A reconnect token issued to a signed-in account must not outlive the login.
+  function initSessionHygiene() {
+    var s = loadSession();
+    if (s && ((s.account && s.name !== loggedInUser) || (!s.account && loggedInUser))) clearSession();
+    Array.prototype.forEach.call(document.querySelectorAll('form.logout-form'), function (form) {
+      form.addEventListener('submit', clearSession);
+    });
+  }
+
   function init() {
     try {
+      initSessionHygiene();
       if (page === 'index') initIndex();
       else if (page === 'room') initRoom();
     } catch (err) {

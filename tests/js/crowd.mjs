@@ -90,8 +90,17 @@ for (let i = 0; i < count; i += 1) {
   if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 const started = Date.now();
+let lastProgress = 0;
 const readyTimer = setInterval(() => {
   const joined = clients.filter((c) => c.joined).length;
+  if (Date.now() - lastProgress > 2000) {
+    lastProgress = Date.now();
+    const connected = clients.filter((c) => c.socket.connected).length;
+    const refusals = {};
+    for (const c of clients) if (c.lastRefusal) refusals[c.lastRefusal] = (refusals[c.lastRefusal] || 0) + 1;
+    const errors = clients.reduce((n, c) => n + c.errors.length, 0);
+    say("progress", { connected, joined, errors, refusals, ms: Date.now() - started });
+  }
   if (joined === count) {
     clearInterval(readyTimer);
     say("ready", { joined, ms: Date.now() - started });
