@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test clean
+.PHONY: setup run test cluster clean
 
 $(VENV)/.installed: pip_requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ run: setup
 ## test: the whole test suite against real server processes
 test: setup
 	$(PY) -m pytest
+
+## cluster: broker + 2 nodes + nginx on http://127.0.0.1:8080 against PostgreSQL; Ctrl-C stops all
+CLUSTER_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/chat
+cluster: setup
+	DATABASE_URL=$${DATABASE_URL:-$(CLUSTER_DATABASE_URL)} $(PY) deploy/cluster.py --port 8080 --nodes 2
 
 clean:
 	rm -rf $(VENV) node_modules staticfiles .pytest_cache

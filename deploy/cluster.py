@@ -100,11 +100,10 @@ class ClusterRunner:
                                        cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT)
 
     def start_node(self, port):
-        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_BROKER_URL=self.broker_url,
-                       CHAT_TRUSTED_PROXIES="127.0.0.1", **self.node_env)
+        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_TRUSTED_PROXIES="127.0.0.1", **self.node_env)
         self.nodes[port] = subprocess.Popen([sys.executable, "run_server.py", "--host", "127.0.0.1",
-                                             "--port", str(port)], cwd=ROOT, env=env, stdout=self.log,
-                                            stderr=subprocess.STDOUT)
+                                             "--port", str(port), "--broker", self.broker_url],
+                                            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
     def start_nginx(self):
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):

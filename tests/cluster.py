@@ -90,3 +90,70 @@ class BrokerProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+class FreezableProxy:
+    """TCP forwarder 127.0.0.1:listen_port -> 127.0.0.1:target_port for silent-link tests.
+
+    `freeze()` makes every connection open at that moment stop forwarding (and stop reading)
+    without closing, like a firewall that dropped its state; connections made afterwards are
+    forwarded normally.
+    """
+
+    def __init__(self, listen_port, target_port):
+        import threading
+
+        self.listen_port, self.target_port = listen_port, target_port
+        self.frozen_below = 0  # connections with a generation below this are frozen
+        self.generation = 0
+        self.sockets = []
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                continue
+            generation = self.generation
+            self.generation += 1
+            self.sockets += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst, generation), daemon=True).start()
+
+    def _pump(self, src, dst, generation):
+        import time
+
+        try:
+            while not self.stopped.is_set():
+                if generation < self.frozen_below:
+                    time.sleep(0.05)  # hold everything: neither read nor forward nor close
+                    continue
+                src.settimeout(0.1)
+                try:
+                    data = src.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data or generation < self.frozen_below:
+                    if not data:
+                        return
+                    continue  # frozen mid-read: this chunk is dropped, as on a dead link
+                dst.sendall(data)
+        except OSError:
+            return
+
+    def freeze(self):
+        self.frozen_below = self.generation
+
+    def close(self):
+        self.stopped.set()
+        for sock in [self.listener, *self.sockets]:
+            try:
+                sock.close()
+            except OSError:
+                pass

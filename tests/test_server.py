@@ -266,3 +266,19 @@ def test_pages_are_served_with_csp_and_the_client_library(chat_server):
     assert requests.get(chat_server.url + "/r/Bad Room/", timeout=5).status_code == 404
     lib = requests.get(chat_server.url + "/static/vendor/socket.io/socket.io.min.js", timeout=5)
     assert lib.status_code == 200 and "socket.io" in lib.text[:400].lower()
+
+
+def test_large_rooms_get_throttled_counts_instead_of_each_join(start_server, clients):
+    server = start_server(CHAT_PRESENCE_DETAIL_MAX=2, CHAT_PRESENCE_INTERVAL_MSECS=300)
+    first = clients(server.url).connect(name="first")
+    first.join("big")
+    second = clients(server.url).connect(name="second")
+    second.join("big")
+    assert first.wait_for("presence", lambda d: d["user"] == "second")["count"] == 2
+    for i in range(4):  # past the detail limit: no per-user events, one count after the burst
+        clients(server.url).connect(name=f"crowd{i}").join("big")
+    counted = first.wait_for("presence", lambda d: d["action"] == "count" and d["count"] == 6)
+    assert counted == {"room": "big", "user": None, "action": "count", "count": 6}
+    assert not [d for d in first.received("presence") if d["user"] and d["user"].startswith("crowd")]
+    reply = clients(server.url).connect(name="late").join("big")
+    assert reply["count"] == 7 and len(reply["members"]) == 7
