@@ -81,3 +81,22 @@ class ChatClient:
             self.sio.disconnect()
         except Exception:
             pass
+
+
+def start_senders(members, room, per_sender):
+    """Every member sends `per_sender` messages in its own thread; returns the started threads."""
+
+    def blast(member):
+        for i in range(per_sender):
+            member.send(room, f"{member.name} {i}")
+
+    threads = [threading.Thread(target=blast, args=(member,)) for member in members]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def all_join(room, *members):
+    for member in members:
+        member.join(room)
+    return members

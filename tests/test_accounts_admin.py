@@ -56,9 +56,23 @@ def test_logged_in_user_chats_under_their_username_and_name_is_reserved(chat_ser
     assert guest.connect_error["data"]["code"] == "name_reserved"
 
 
-def test_admin_deletion_removes_the_message_live(chat_server, clients):
+def delete_in_admin(server, room, message_id):
+    """A staff member deletes one message through the Django admin of `server`."""
     admin_name = unique("admin")
-    create_user(chat_server, admin_name, "admin-password-9", staff=True)
+    create_user(server, admin_name, "admin-password-9", staff=True)
+    pk = manage(server.database_url, "shell", "-c",
+                f"from chat.models import Message; print(Message.objects.get(room__name={room!r}, seq={message_id}).pk)"
+                ).split()[-1]
+    admin, _ = login(server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
+    page = admin.get(f"{server.url}/admin/chat/message/{pk}/delete/", timeout=5)
+    token = CSRF_FIELD.search(page.text).group(1)
+    done = admin.post(f"{server.url}/admin/chat/message/{pk}/delete/", timeout=5, allow_redirects=False,
+                      data={"post": "yes", "csrfmiddlewaretoken": token},
+                      headers={"Referer": f"{server.url}/admin/"})
+    assert done.status_code == 302
+
+
+def test_admin_deletion_removes_the_message_live(chat_server, clients):
     room = unique("room")
     a = clients(chat_server.url).connect(name=unique("a"))
     b = clients(chat_server.url, "polling").connect(name=unique("b"))
@@ -66,15 +80,7 @@ def test_admin_deletion_removes_the_message_live(chat_server, clients):
     b.join(room)
     doomed = a.send(room, "rude words")
     kept = a.send(room, "kind words")
-    pk = manage(chat_server.database_url, "shell", "-c",
-                f"from chat.models import Message; print(Message.objects.get(room__name={room!r}, seq={doomed['id']}).pk)").split()[-1]
-    admin, _ = login(chat_server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
-    page = admin.get(f"{chat_server.url}/admin/chat/message/{pk}/delete/", timeout=5)
-    token = CSRF_FIELD.search(page.text).group(1)
-    done = admin.post(f"{chat_server.url}/admin/chat/message/{pk}/delete/", timeout=5, allow_redirects=False,
-                      data={"post": "yes", "csrfmiddlewaretoken": token},
-                      headers={"Referer": f"{chat_server.url}/admin/"})
-    assert done.status_code == 302
+    delete_in_admin(chat_server, room, doomed["id"])
     for member in (a, b):
         assert member.wait_for("message_deleted") == {"room": room, "id": doomed["id"]}
     assert [m["id"] for m in a.call("history", {"room": room})["messages"]] == [kept["id"]]

@@ -8,7 +8,7 @@ import pytest
 import requests
 import socketio
 
-from tests.chatclient import ChatClient, unique
+from tests.chatclient import ChatClient, all_join, start_senders, unique
 from tests.cluster import BrokerProcess, PostgresDatabase, require_postgres
 from tests.serverproc import ServerProcess, wait_until
 
@@ -114,20 +114,11 @@ def test_a_node_gets_no_traffic_for_rooms_it_has_no_members_in(cluster, two_node
 def test_concurrent_senders_on_two_nodes_share_one_order_and_since_is_exact(cluster, two_nodes, clients):
     n1, n2 = two_nodes
     room = unique("race")
-    members = [clients(node.url).connect(name=f"s{i}-{j}") for i, node in enumerate(two_nodes) for j in range(3)]
-    for member in members:
-        member.join(room)
-    watcher = clients(n2.url).connect(name="watcher")
-    watcher.join(room)
+    members = all_join(room, *[clients(node.url).connect(name=f"s{i}-{j}")
+                               for i, node in enumerate(two_nodes) for j in range(3)])
+    watcher, = all_join(room, clients(n2.url).connect(name="watcher"))
     per_sender = 20
-
-    def blast(member):
-        for i in range(per_sender):
-            member.send(room, f"{member.name} {i}")
-
-    threads = [threading.Thread(target=blast, args=(m,)) for m in members]
-    for t in threads:
-        t.start()
+    threads = start_senders(members, room, per_sender)
     gap_start = watcher.wait_messages(room, 10)[9]["id"]
     watcher.close()  # misses the rest
     for t in threads:
@@ -269,26 +260,14 @@ def test_silent_link_loses_nothing_and_heals_within_10s(cluster, clients):
 
 
 def test_admin_deletion_on_one_node_reaches_members_on_the_other(cluster, two_nodes, clients):
-    from tests.test_accounts_admin import CSRF_FIELD, create_user, login
-    from tests.serverproc import manage
+    from tests.test_accounts_admin import delete_in_admin
 
     n1, n2 = two_nodes
     room = unique("room")
-    a = clients(n1.url).connect(name="amy")
-    b = clients(n2.url).connect(name="bob")
-    a.join(room)
-    b.join(room)
+    a, b = all_join(room, clients(n1.url).connect(name="amy"), clients(n2.url).connect(name="bob"))
     doomed = b.send(room, "delete me")
     a.wait_messages(room, 1)
-    create_user(n1, "moderator", "moderator-password-1", staff=True)
-    pk = manage(cluster.db.url, "shell", "-c",
-                f"from chat.models import Message; print(Message.objects.get(room__name={room!r}, seq={doomed['id']}).pk)"
-                ).split()[-1]
-    admin, _ = login(n1, "/admin/login/?next=/admin/", "moderator", "moderator-password-1")
-    page = admin.get(f"{n1.url}/admin/chat/message/{pk}/delete/", timeout=5)
-    admin.post(f"{n1.url}/admin/chat/message/{pk}/delete/", timeout=5, allow_redirects=False,
-               data={"post": "yes", "csrfmiddlewaretoken": CSRF_FIELD.search(page.text).group(1)},
-               headers={"Referer": f"{n1.url}/admin/"})
+    delete_in_admin(n1, room, doomed["id"])
     for member in (a, b):
         assert member.wait_for("message_deleted") == {"room": room, "id": doomed["id"]}
 
@@ -296,10 +275,7 @@ def test_admin_deletion_on_one_node_reaches_members_on_the_other(cluster, two_no
 def test_metrics_cover_the_node(cluster, two_nodes, clients):
     n1, n2 = two_nodes
     room = unique("room")
-    a = clients(n1.url).connect(name="amy")
-    b = clients(n2.url).connect(name="bob")
-    a.join(room)
-    b.join(room)
+    a, b = all_join(room, clients(n1.url).connect(name="amy"), clients(n2.url).connect(name="bob"))
     a.send(room, "counted")
     b.wait_messages(room, 1)
     assert metric(n1, "chat_connected_clients") == 1 and metric(n1, "chat_rooms_with_local_members") == 1

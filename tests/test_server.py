@@ -1,12 +1,10 @@
 """End to end: a real `run_server.py` process driven by python-socketio clients over
 websocket and long-polling."""
-import threading
-
 import pytest
 import requests
 import socketio
 
-from tests.chatclient import unique
+from tests.chatclient import all_join, start_senders, unique
 from tests.serverproc import wait_until
 
 TRANSPORTS = ["websocket", "polling"]
@@ -218,20 +216,10 @@ def test_bad_payloads_get_error_values_and_keep_the_connection(chat_server, clie
 
 def test_concurrent_senders_every_member_gets_one_order(chat_server, clients):
     room = unique("room")
-    members = [clients(chat_server.url).connect(name=unique("m")) for _ in range(6)]
-    for member in members:
-        member.join(room)
+    members = all_join(room, *[clients(chat_server.url).connect(name=unique("m")) for _ in range(6)])
     per_sender = 15
-
-    def blast(member):
-        for i in range(per_sender):
-            member.send(room, f"{member.name} {i}")
-
-    threads = [threading.Thread(target=blast, args=(m,)) for m in members]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    for thread in start_senders(members, room, per_sender):
+        thread.join()
     total = per_sender * len(members)
     for member in members:
         got = member.wait_messages(room, total)
