@@ -283,3 +283,21 @@ def test_metrics_cover_the_node(cluster, two_nodes, clients):
     assert metric(n1, "chat_messages_delivered_total") == 1 and metric(n2, "chat_messages_delivered_total") == 1
     assert metric(n2, "chat_bus_lag_seconds_count") == 1 and metric(n1, "chat_db_write_seconds_count") == 1
     assert metric(n1, "chat_bus_messages_out_total") >= 1 and metric(n2, "chat_bus_messages_in_total") >= 1
+
+
+def test_a_node_restarted_with_its_id_clears_its_old_users_and_serves_again(cluster, clients):
+    n1 = cluster.add_node()
+    n2 = cluster.add_node(CHAT_NODE_ID="steady", CHAT_NODE_TIMEOUT_SECS=60)  # only the restart can clear it
+    room = unique("room")
+    survivor = clients(n1.url).connect(name="survivor")
+    survivor.join(room)
+    gone = clients(n2.url).connect(name="gone")
+    gone.join(room)
+    survivor.wait_for("presence", lambda d: d["user"] == "gone")
+    n2.kill()
+    back = cluster.add_node(CHAT_NODE_ID="steady", CHAT_NODE_TIMEOUT_SECS=60)
+    assert survivor.wait_for("presence", lambda d: d["user"] == "gone" and d["action"] == "leave", timeout=10)
+    returning = clients(back.url).connect(name="gone")  # the name is free again at once
+    returning.join(room)
+    sent = survivor.send(room, "welcome back")
+    assert returning.wait_messages(room, 1) == [sent]
