@@ -172,6 +172,11 @@ CHAT_MAX_PAYLOAD_BYTES = env_int("CHAT_MAX_PAYLOAD_BYTES", 64 * 1024)  # Engine.
 CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)
 CHAT_PING_TIMEOUT_SECS = env_int("CHAT_PING_TIMEOUT_SECS", 20)
 CHAT_LISTEN_BACKLOG = env_int("CHAT_LISTEN_BACKLOG", 2048)  # pending TCP connects (reconnect storms)
+CHAT_RATE_LIMITS = env_str("CHAT_RATE_LIMITS", "on")  # on | off | send=4/20,typing=10/30,join=5/30
+CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 20)  # refusals in a row before a flooder is cut off
+CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 50, minimum=0)  # 0: no limit
+CHAT_MAX_OUTBOX = env_int("CHAT_MAX_OUTBOX", 1000)  # packets queued for one connection before it is cut
+CHAT_MAX_OUTBOX_BYTES = env_int("CHAT_MAX_OUTBOX_BYTES", 4 * 1024 * 1024)  # ... or bytes queued
 CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broker; empty: one node
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed

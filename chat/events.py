@@ -23,7 +23,7 @@ def guarded(handler):
         try:
             return handler(sid, data)
         except ProtocolError as exc:
-            return failure(exc.code, exc.message)
+            return failure(exc.code, exc.message, **exc.extra)
         except Exception:
             log.exception("handler %s failed for sid=%s", handler.__name__, sid)
             return failure(protocol.INTERNAL, "internal error; the request was not completed")

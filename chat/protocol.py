@@ -27,27 +27,32 @@ TOKEN_EXPIRED = "token_expired"
 UNAVAILABLE = "unavailable"
 BUSY = "busy"
 UNKNOWN_EVENT = "unknown_event"
+RATE_LIMITED = "rate_limited"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+BANNED = "banned"
+FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 
 
 class ProtocolError(Exception):
     """A request the server refuses; carried to the client as an error value."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, **extra):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra  # more fields of the error object, e.g. retry_after
 
     def as_dict(self):
-        return {"code": self.code, "message": self.message}
+        return {"code": self.code, "message": self.message, **self.extra}
 
 
 def ok(**fields):
     return {"ok": True, **fields}
 
 
-def failure(code, message):
-    return {"ok": False, "error": {"code": code, "message": message}}
+def failure(code, message, **extra):
+    return {"ok": False, "error": {"code": code, "message": message, **extra}}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ server runs in the process (management commands, unit tests) `current()` is None
 """
 import logging
 import signal
+import socket
 from dataclasses import dataclass
 
 import gevent
@@ -19,7 +20,9 @@ from geventwebsocket.handler import WebSocketHandler
 
 from chat import bus, events
 from chat.delivery import RoomFeed
+from chat.limits import RateLimiter, parse_rules
 from chat.metrics import NodeMetrics
+from chat.outbox import BoundedServer
 from chat.presence import Presence
 from chat.services import ChatService, Limits
 from chat.store import Store
@@ -58,13 +61,15 @@ def limits_from_settings():
         token_max_age_secs=settings.CHAT_TOKEN_MAX_AGE_SECS,
         presence_detail_max=settings.CHAT_PRESENCE_DETAIL_MAX,
         presence_interval_secs=settings.CHAT_PRESENCE_INTERVAL_MSECS / 1000,
+        max_connections_per_ip=settings.CHAT_MAX_CONNECTIONS_PER_IP,
     )
 
 
 def build_runtime():
     metrics = NodeMetrics()
     manager = bus.build_manager(settings.CHAT_BROKER_URL, metrics=metrics)
-    sio = socketio.Server(
+    sio = BoundedServer(
+        max_packets=settings.CHAT_MAX_OUTBOX, max_bytes=settings.CHAT_MAX_OUTBOX_BYTES,
         async_mode="gevent", client_manager=manager,
         max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
         ping_interval=settings.CHAT_PING_INTERVAL_SECS, ping_timeout=settings.CHAT_PING_TIMEOUT_SECS,
@@ -84,7 +89,8 @@ def build_runtime():
     feed = RoomFeed(store, deliver_here, settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX, metrics=metrics)
     manager.attach_feed(feed)
     manager.on_relink(feed.check)
-    service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID)
+    limiter = RateLimiter(parse_rules(settings.CHAT_RATE_LIMITS), settings.CHAT_FLOOD_STRIKES)
+    service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID, limiter)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())
     if settings.CHAT_BROKER_URL:
@@ -109,12 +115,24 @@ def with_node_cookie(app, node_id):
     return app_with_cookie
 
 
+class ChatHandler(WebSocketHandler):
+    """gevent-websocket's handler with TCP_NODELAY: a frame is written as header then payload,
+    and Nagle's algorithm would hold the payload for the peer's delayed ACK (~40 ms a frame)."""
+
+    def handle(self):
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # not TCP (a unix socket)
+            pass
+        super().handle()
+
+
 def serve(host, port):
     """Run the chat server until SIGINT/SIGTERM."""
     global _runtime
     _runtime = build_runtime()
     _runtime.start()
-    server = WSGIServer((host, port), _runtime.app, handler_class=WebSocketHandler, log=None,
+    server = WSGIServer((host, port), _runtime.app, handler_class=ChatHandler, log=None,
                         error_log=logging.getLogger("gevent.pywsgi"), backlog=settings.CHAT_LISTEN_BACKLOG)
     server.start()
     log.info("listening on http://%s:%d node=%s", host, server.server_port, settings.CHAT_NODE_ID)

@@ -33,13 +33,24 @@ class Limits:
     token_max_age_secs: int
     presence_detail_max: int
     presence_interval_secs: float
+    max_connections_per_ip: int  # 0: unlimited
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What this node knows of one of its connections."""
+
+    who: identity.Identity
+    address: str
 
 
 class ChatService:
-    def __init__(self, sio, bus, presence, store, feed, limits, node_id):
+    def __init__(self, sio, bus, presence, store, feed, limits, node_id, limiter):
         self.sio, self.bus, self.presence = sio, bus, presence
         self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
-        self._identities = {}  # sid -> identity.Identity, owned here, cleared on disconnect
+        self.limiter = limiter
+        self._connections = {}  # sid -> Connection, owned here, cleared on disconnect
+        self._per_address = {}  # client address -> open connections (CHAT_MAX_CONNECTIONS_PER_IP)
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
         self._counts_due = {}  # room -> member count waiting for its throttled announcement
 
@@ -71,7 +82,7 @@ class ChatService:
         """We were reaped while alive (a stalled database?): put our connections back."""
         log.warning("node %s was reaped while alive; registering its connections again", self.node_id)
         self.store.write(directory.register_node, self.node_id)
-        for sid, who in list(self._identities.items()):
+        for sid, who in [(sid, conn.who) for sid, conn in self._connections.items()]:
             try:
                 self.store.write(directory.claim, self.node_id, sid, who.name, False)
             except ProtocolError:
@@ -84,14 +95,19 @@ class ChatService:
     # -- connections ------------------------------------------------------------------------
     def connect(self, sid, environ, auth):
         """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
+        address = client_address(environ)
+        limit = self.limits.max_connections_per_ip
+        if limit and self._per_address.get(address, 0) >= limit:
+            raise ProtocolError(protocol.TOO_MANY_CONNECTIONS, f"at most {limit} connections per address")
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
         previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover)
         self.presence.claim(sid, who.name, takeover=True)
-        self._identities[sid] = who
+        self._connections[sid] = Connection(who, address)
+        self._per_address[address] = self._per_address.get(address, 0) + 1
         if previous is not None and previous != sid:
             self._kick(previous, "replaced", "you connected from somewhere else")
-        log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, client_address(environ), who.name)
+        log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, address, who.name)
         self.sio.emit("welcome", {"name": who.name, "token": identity.make_token(who)}, to=sid)
 
     def _identify(self, environ, name, token):
@@ -117,12 +133,18 @@ class ChatService:
 
     def disconnect(self, sid, reason=None):
         name, rooms = self.presence.release(sid)
-        self._identities.pop(sid, None)
+        conn = self._connections.pop(sid, None)
+        self.limiter.forget(sid)
+        if conn is not None:
+            left = self._per_address.pop(conn.address) - 1
+            if left:
+                self._per_address[conn.address] = left
         if name is None:
             return
         for room in rooms:
             self.feed.release(room, self.presence.count(room) > 0)
-        log.info("disconnect node=%s sid=%s name=%s reason=%s", self.node_id, sid, name, reason)
+        log.info("disconnect node=%s sid=%s addr=%s name=%s reason=%s", self.node_id, sid,
+                 conn.address if conn else "?", name, reason)
         self._release(sid, name)
 
     def _release(self, sid, name):
@@ -135,6 +157,7 @@ class ChatService:
     # -- rooms ------------------------------------------------------------------------------
     def join(self, sid, request):
         room, name = request.room, self._name(sid)
+        self._limit(sid, name, "join")
         already = self.presence.is_member(sid, room)
         if not already and len(self.presence.rooms_of(sid)) >= self.limits.rooms_per_connection:
             raise ProtocolError(protocol.TOO_MANY_ROOMS,
@@ -198,8 +221,9 @@ class ChatService:
 
     # -- messages ---------------------------------------------------------------------------
     def send(self, sid, request):
-        who = self._identities.get(sid)
+        who = self._connections[sid].who if sid in self._connections else None
         self._require_member(sid, request.room)
+        self._limit(sid, who.name, "send")
         draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce)
         return ok(message=self.store.post(draft).message)
 
@@ -215,6 +239,7 @@ class ChatService:
     def typing(self, sid, room, active):
         name = self._name(sid)
         self._require_member(sid, room)
+        self._limit(sid, name, "typing")
         self.sio.emit("typing", {"room": room, "user": name, "active": active}, room=room, skip_sid=sid)
 
     def rooms(self, sid):
@@ -230,6 +255,13 @@ class ChatService:
         if name is None:
             raise ProtocolError(protocol.NOT_MEMBER, "connection is not signed in")
         return name
+
+    def _limit(self, sid, name, event):
+        """Rate-limit one request; a connection that keeps flooding is disconnected."""
+        if self.limiter.check(sid, name, event):
+            log.warning("flooding node=%s sid=%s name=%s event=%s: disconnected", self.node_id, sid, name, event)
+            self._kick(sid, "flooding", f"too many {event} requests")
+            raise ProtocolError(protocol.RATE_LIMITED, "flooding; disconnected")
 
     def _require_member(self, sid, room):
         if not self.presence.is_member(sid, room):

@@ -314,8 +314,9 @@ def test_long_polling_only_and_prompt_leave(chat_server, open_page):
     b.assert_clean()
 
 
-def test_scrolling_up_loads_older_messages(chat_server, open_page):
-    base, room = chat_server.url, f"ui-hist-{uid()}"
+def test_scrolling_up_loads_older_messages(start_server, open_page):
+    # 130 sends as fast as acks allow: a private server without rate limits (not under test here)
+    base, room = start_server(CHAT_RATE_LIMITS="off").url, f"ui-hist-{uid()}"
     total = 130
     a, b = open_page(), open_page()
     enter_directly(a, base, f"writer_{uid()[:6]}", room)

@@ -12,7 +12,7 @@ READERS = 3
 
 
 def test_200_clients_use_a_bounded_number_of_database_connections(start_server):
-    server = start_server(CHAT_DB_READERS=READERS)
+    server = start_server(CHAT_DB_READERS=READERS, CHAT_MAX_CONNECTIONS_PER_IP=0)  # 200 from one address
     db_path = Path(server.database_url.removeprefix("sqlite:///"))
     peak = [0]
     stop = threading.Event()

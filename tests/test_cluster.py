@@ -117,7 +117,7 @@ def test_concurrent_senders_on_two_nodes_share_one_order_and_since_is_exact(clus
     members = all_join(room, *[clients(node.url).connect(name=f"s{i}-{j}")
                                for i, node in enumerate(two_nodes) for j in range(3)])
     watcher, = all_join(room, clients(n2.url).connect(name="watcher"))
-    per_sender = 20
+    per_sender = 15  # within the default send burst
     threads = start_senders(members, room, per_sender)
     gap_start = watcher.wait_messages(room, 10)[9]["id"]
     watcher.close()  # misses the rest

@@ -270,3 +270,112 @@ def test_large_rooms_get_throttled_counts_instead_of_each_join(start_server, cli
     assert not [d for d in first.received("presence") if d["user"] and d["user"].startswith("crowd")]
     reply = clients(server.url).connect(name="late").join("big")
     assert reply["count"] == 7 and len(reply["members"]) == 7
+
+
+def test_flooding_is_rate_limited_then_cut_off_while_others_chat(start_server, clients):
+    server = start_server(CHAT_RATE_LIMITS="send=5/5,typing=5/5,join=5/5", CHAT_FLOOD_STRIKES=30)
+    room = unique("room")
+    a, b = all_join(room, clients(server.url).connect(name="calm-a"), clients(server.url).connect(name="calm-b"))
+    flooder, = all_join(room, clients(server.url).connect(name="flooder"))
+    replies = [flooder.call("send", {"room": room, "text": f"spam {i}"}) for i in range(8)]
+    assert all(r["ok"] for r in replies[:5])
+    limited = [r for r in replies[5:] if not r["ok"]]
+    assert limited and limited[0]["error"]["code"] == "rate_limited" and limited[0]["error"]["retry_after"] > 0
+    for i in range(40):  # keeps flooding: disconnected
+        flooder.sio.emit("typing", {"room": room, "active": True})
+    flooder.wait_for("kicked", lambda d: d["code"] == "flooding")
+    wait_until(lambda: not flooder.sio.connected, message="flooder cut off")
+    sent = [a.send(room, "still fine"), b.send(room, "yes")]
+    assert b.wait_messages(room, 5 + len(sent))[-2:] == sent
+
+
+def test_connections_per_address_are_limited(start_server, clients):
+    server = start_server(CHAT_MAX_CONNECTIONS_PER_IP=2)
+    first = clients(server.url).connect(name="one")
+    clients(server.url).connect(name="two")
+    assert refusal_code(server.url, "websocket", name="three") == "too_many_connections"
+    first.close()
+    wait_until(lambda: clients(server.url).connect(name="three").name == "three", timeout=5,
+               message="a slot frees when a connection closes")
+
+
+def chat_latencies(sender, receiver, room, count=30):
+    """Send `count` messages one by one; the seconds each took to reach the receiver."""
+    import statistics
+    import time
+
+    latencies = []
+    for i in range(count):
+        started = time.monotonic()
+        sent = sender.send(room, f"ping {i}")
+        receiver.wait_for("message", lambda m, sent=sent: m["id"] == sent["id"] and m["room"] == room, timeout=10)
+        latencies.append(time.monotonic() - started)
+        time.sleep(0.03)
+    return statistics.median(latencies)
+
+
+def test_a_sustained_flood_does_not_slow_the_others_down(start_server, clients):
+    import threading
+
+    # strikes high enough that the flood goes on for the whole measurement
+    server = start_server(CHAT_RATE_LIMITS="send=20/40", CHAT_FLOOD_STRIKES=10**9)
+    room = unique("room")
+    a, b = all_join(room, clients(server.url).connect(name="calm-a"), clients(server.url).connect(name="calm-b"))
+    flooder, = all_join(room, clients(server.url).connect(name="flooder"))
+    calm = chat_latencies(a, b, room)
+    stop = threading.Event()
+    refused = []
+
+    def flood():
+        while not stop.is_set():
+            reply = flooder.call("send", {"room": room, "text": "spam"})
+            if not reply["ok"]:
+                refused.append(reply["error"]["code"])
+
+    floods = [threading.Thread(target=flood) for _ in range(4)]
+    for thread in floods:
+        thread.start()
+    try:
+        flooded = chat_latencies(a, b, room)
+    finally:
+        stop.set()
+        for thread in floods:
+            thread.join()
+    assert len(refused) > 100 and set(refused) == {"rate_limited"}
+    assert flooded <= 2 * calm + 0.005, (calm, flooded)  # ratio, with 5 ms of slack for a noisy machine
+    ids = [m["id"] for m in b.messages(room)]
+    assert ids == sorted(set(ids)) and len(ids) == max(ids)  # nothing lost, nothing twice
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_client_that_stops_reading_is_cut_off_and_recovers(start_server, clients):
+    import json
+
+    from tests.rawclient import RawPolling
+
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_MAX_OUTBOX=50)
+    room = unique("room")
+    a, b = all_join(room, clients(server.url).connect(name="fast-a"), clients(server.url).connect(name="fast-b"))
+    stalled = RawPolling(server.url)  # a tab on a bad link: connected, joined, then it stops polling
+    stalled.post('40{"name": "stalled"}')
+    token = json.loads(stalled.until(lambda p: p.startswith('42["welcome"'))[2:])[1]["token"]
+    stalled.post('421["join", {"room": "%s"}]' % room)
+    assert json.loads(stalled.until(lambda p: p.startswith("431"))[3:])[0]["ok"]
+    calm = chat_latencies(a, b, room, count=10)
+    rss_before = rss_kib(server.pid)
+    for i in range(80):
+        (a if i % 2 else b).send(room, f"{i} " + "x" * 3900)
+    wait_until(lambda: "outbox full" in server.output(), timeout=10, message="the stalled client was cut")
+    a.wait_for("presence", lambda d: d["user"] == "stalled" and d["action"] == "leave")
+    after = chat_latencies(a, b, room, count=10)
+    assert after <= 2 * calm + 0.005, (calm, after)
+    assert rss_kib(server.pid) - rss_before < 20 * 1024  # bounded by the outbox
+    back = clients(server.url).connect(token=token)
+    reply = back.call("join", {"room": room, "since": 0})
+    assert [m["id"] for m in reply["history"]] == [m["id"] for m in a.messages(room)]
