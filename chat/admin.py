@@ -1,7 +1,7 @@
 """Django admin for rooms and messages. Deleting a message here removes it live (chat.signals)."""
 from django.contrib import admin
 
-from chat.models import Message, Room
+from chat.models import Ban, Message, Room
 
 
 @admin.register(Room)
@@ -27,3 +27,17 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="text")
     def short_text(self, message):
         return message.text[:80]
+
+
+@admin.register(Ban)
+class BanAdmin(admin.ModelAdmin):
+    """Saving a ban removes the name from the room at once, on every node (chat.signals)."""
+
+    list_display = ("room", "name", "reason", "created_by", "created_at")
+    search_fields = ("room", "name")
+    readonly_fields = ("created_by", "created_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)

@@ -34,9 +34,17 @@ class InProcessManager(socketio.Manager):
     def __init__(self):
         super().__init__()
         self._feed = None
+        self._control = None
 
     def attach_feed(self, feed):
         self._feed = feed
+
+    def on_control(self, handler):
+        """`handler(message)` runs on every node with members in the message's room."""
+        self._control = handler
+
+    def publish_control(self, message):
+        self._control(message)
 
     def publish_room_messages(self, messages):
         """Hand committed messages (id order) to every node's feed; here, just ours."""
@@ -86,12 +94,21 @@ class ZmqManager(socketio.PubSubManager):
         self._subscribe(BROADCAST)
         self._subscribe("h:" + self.host_id)
         self._feed = None
+        self._control = None
         self._relink_callbacks = []
         self._metrics = metrics
 
     # -- wiring ---------------------------------------------------------------------------
     def attach_feed(self, feed):
         self._feed = feed
+
+    def on_control(self, handler):
+        """`handler(message)` runs on every node with members in the message's room."""
+        self._control = handler
+
+    def publish_control(self, message):
+        self._control(message)
+        self._publish({"method": "control", "room": message["room"], "message": message, "host_id": self.host_id})
 
     def on_relink(self, callback):
         """Call `callback()` whenever the subscription link to the broker is (re)made."""
@@ -170,6 +187,10 @@ class ZmqManager(socketio.PubSubManager):
                 _topic, data = unframe(raw)
             except ValueError:
                 log.warning("dropped a malformed bus frame")
+                continue
+            if data.get("method") == "control":
+                if data.get("host_id") != self.host_id:
+                    self._control(data["message"])
                 continue
             if data.get("method") == "room_messages":
                 if data.get("host_id") != self.host_id:

@@ -82,6 +82,18 @@ def register(sio, service):
         protocol.parse_rooms(data)
         return service.rooms(sid)
 
+    @sio.on("ban")
+    @guarded
+    def ban(sid, data):
+        room, user, reason = protocol.parse_ban(data)
+        return service.ban(sid, room, user, reason)
+
+    @sio.on("unban")
+    @guarded
+    def unban(sid, data):
+        room, user, _ = protocol.parse_ban(data)
+        return service.unban(sid, room, user)
+
     @sio.on("*")
     def unknown(event, sid, *_args):
         return failure(protocol.UNKNOWN_EVENT, f"unknown event {str(event)[:64]!r}")

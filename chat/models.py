@@ -93,3 +93,24 @@ class Membership(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "name"], name="membership_room_name_unique")]
+
+
+class Ban(models.Model):
+    """A name barred from a room until the ban is deleted (unban)."""
+
+    room = models.CharField(max_length=64)
+    name = models.CharField(max_length=32, help_text="User or guest name, any case.")
+    key = models.CharField(max_length=32, editable=False)
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "key"], name="ban_room_key_unique")]
+
+    def save(self, *args, **kwargs):
+        self.key = self.name.lower()
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return f"{self.name} banned from {self.room}"

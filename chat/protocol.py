@@ -153,6 +153,14 @@ def parse_typing(data):
     return room_name(data.get("room")), active
 
 
+def parse_ban(data):
+    data = _object(data)
+    reason = data.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 200:
+        raise ProtocolError(INVALID_PAYLOAD, "reason must be a string of at most 200 characters")
+    return room_name(data.get("room")), user_name(data.get("user")), reason
+
+
 def parse_rooms(data):
     if data is not None:
         _object(data)

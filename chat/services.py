@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import gevent
 from django.conf import settings
 
-from chat import directory, identity, persistence, protocol
+from chat import directory, identity, moderation, persistence, protocol
 from chat.protocol import ProtocolError, ok
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class ChatService:
         self._per_address = {}  # client address -> open connections (CHAT_MAX_CONNECTIONS_PER_IP)
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
         self._counts_due = {}  # room -> member count waiting for its throttled announcement
+        bus.on_control(self._on_control)
 
     # -- this node in the cluster -------------------------------------------------------------
     def register_node(self, reap_others):
@@ -162,6 +163,8 @@ class ChatService:
         if not already and len(self.presence.rooms_of(sid)) >= self.limits.rooms_per_connection:
             raise ProtocolError(protocol.TOO_MANY_ROOMS,
                                 f"at most {self.limits.rooms_per_connection} rooms per connection")
+        if not already and self.store.read(moderation.is_banned, room, name):
+            raise ProtocolError(protocol.BANNED, f"you are banned from {room}")
         if not already and not self.store.read(persistence.room_exists, room):
             self.store.write(persistence.create_room, room)
         try:
@@ -248,6 +251,45 @@ class ChatService:
 
     def message_deleted(self, room, message_id):
         self.sio.emit("message_deleted", {"room": room, "id": message_id}, room=room)
+
+    # -- moderation -------------------------------------------------------------------------
+    def ban(self, sid, room, name, reason=""):
+        """Staff only: bar `name` from `room` and remove them now, on whichever node they are."""
+        moderator = self._staff(sid)
+        self.store.write(moderation.ban, room, name, moderator.user_id, reason)  # chat.signals enforces it
+        log.info("ban node=%s room=%s name=%s by=%s", self.node_id, room, name, moderator.name)
+        return ok()
+
+    def unban(self, sid, room, name):
+        self._staff(sid)
+        return ok(removed=self.store.write(moderation.unban, room, name))
+
+    def enforce_ban(self, room, name):
+        """Called after a ban is committed (here or from the admin): every node acts on it."""
+        self.bus.publish_control({"kind": "ban", "room": room, "name": name})
+
+    def _on_control(self, message):
+        if message.get("kind") != "ban":
+            return
+        room, sid = message["room"], self.presence.sid_of(message["name"])
+        if sid is None or not self.presence.is_member(sid, room):
+            return
+        name = self.presence.name_of(sid)
+        self._leave_here(sid, room)
+        self.sio.emit("banned", {"room": room, "message": f"you were banned from {room}"}, to=sid)
+        gevent.spawn(self._record_ban_leave, sid, room, name)
+
+    def _record_ban_leave(self, sid, room, name):
+        try:
+            self._announce(room, name, "leave", self.store.write(directory.leave, sid, room))
+        except ProtocolError as exc:
+            log.warning("ban of %s in %s: directory not updated yet: %s", name, room, exc.message)
+
+    def _staff(self, sid):
+        conn = self._connections.get(sid)
+        if conn is None or not self.store.read(moderation.is_staff, conn.who.user_id):
+            raise ProtocolError(protocol.FORBIDDEN, "only staff may do this")
+        return conn.who
 
     # -- helpers ----------------------------------------------------------------------------
     def _name(self, sid):

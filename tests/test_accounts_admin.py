@@ -133,3 +133,42 @@ def test_rooms_cannot_be_deleted_in_the_admin(admin_client):
     room = Room.objects.create(name="permanent")
     assert admin_client.get(f"/admin/chat/room/{room.pk}/delete/").status_code == 403
     assert admin_client.get(f"/admin/chat/room/{room.pk}/change/").status_code == 200
+
+
+def test_staff_ban_removes_at_once_and_blocks_rejoin_until_unbanned(chat_server, clients):
+    staff_name = unique("staff")
+    create_user(chat_server, staff_name, "staff-password-7", staff=True)
+    _, jar = login(chat_server, "/accounts/login/", staff_name, "staff-password-7")
+    moderator = clients(chat_server.url).connect(headers={"Cookie": cookie_header(jar)})
+    room = unique("room")
+    troll = clients(chat_server.url).connect(name=unique("troll"))
+    bystander = clients(chat_server.url).connect(name=unique("by"))
+    for member in (moderator, troll, bystander):
+        member.join(room)
+    assert bystander.call("ban", {"room": room, "user": troll.name})["error"]["code"] == "forbidden"
+    assert moderator.call("ban", {"room": room, "user": troll.name.upper(), "reason": "spam"}) == {"ok": True}
+    assert troll.wait_for("banned")["room"] == room
+    bystander.wait_for("presence", lambda d: d["user"] == troll.name and d["action"] == "leave")
+    assert troll.call("send", {"room": room, "text": "still here?"})["error"]["code"] == "not_member"
+    assert troll.call("join", {"room": room})["error"]["code"] == "banned"
+    assert troll.sio.connected  # only the room is closed to them
+    assert moderator.call("unban", {"room": room, "user": troll.name}) == {"ok": True, "removed": True}
+    assert troll.call("join", {"room": room})["ok"]
+
+
+def test_ban_saved_in_the_admin_is_enforced_live(chat_server, clients):
+    admin_name = unique("admin")
+    create_user(chat_server, admin_name, "admin-password-9", staff=True)
+    room = unique("room")
+    troll, bystander = (clients(chat_server.url).connect(name=unique(p)) for p in ("troll", "by"))
+    troll.join(room)
+    bystander.join(room)
+    admin, _ = login(chat_server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
+    form = admin.get(f"{chat_server.url}/admin/chat/ban/add/", timeout=5)
+    done = admin.post(f"{chat_server.url}/admin/chat/ban/add/", timeout=5, allow_redirects=False,
+                      data={"room": room, "name": troll.name, "reason": "", "_save": "Save",
+                            "csrfmiddlewaretoken": CSRF_FIELD.search(form.text).group(1)},
+                      headers={"Referer": f"{chat_server.url}/admin/"})
+    assert done.status_code == 302, done.text[:400]
+    assert troll.wait_for("banned")["room"] == room
+    assert troll.call("join", {"room": room})["error"]["code"] == "banned"

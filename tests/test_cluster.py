@@ -301,3 +301,18 @@ def test_a_node_restarted_with_its_id_clears_its_old_users_and_serves_again(clus
     returning.join(room)
     sent = survivor.send(room, "welcome back")
     assert returning.wait_messages(room, 1) == [sent]
+
+
+def test_a_ban_on_one_node_removes_the_member_on_the_other_at_once(cluster, two_nodes, clients):
+    from tests.test_accounts_admin import cookie_header, create_user, login
+
+    n1, n2 = two_nodes
+    room = unique("room")
+    create_user(n1, "mod", "moderator-password-2", staff=True)
+    _, jar = login(n1, "/accounts/login/", "mod", "moderator-password-2")
+    moderator, = all_join(room, clients(n1.url).connect(headers={"Cookie": cookie_header(jar)}))
+    troll, = all_join(room, clients(n2.url).connect(name="troll"))
+    assert moderator.call("ban", {"room": room, "user": "troll"})["ok"]
+    assert troll.wait_for("banned", timeout=5)["room"] == room
+    moderator.wait_for("presence", lambda d: d["user"] == "troll" and d["action"] == "leave", timeout=5)
+    assert troll.call("join", {"room": room})["error"]["code"] == "banned"
