@@ -354,6 +354,7 @@ class LoadGens:
         self.procs = []
         self.queues = []
         self.logs = []
+        self.configs = []
         procs = max(1, min(procs, total))
         base, extra = divmod(total, procs)
         first = 0
@@ -364,7 +365,7 @@ class LoadGens:
                       "connectConcurrency": bench.args.connect_concurrency, "joinConcurrency": 100,
                       "timeoutMs": 15000, "textPad": 40, "maxLifetimeSecs": 1800}
             first += count
-            self.configs = getattr(self, "configs", []) + [config]
+            self.configs.append(config)
 
     def __enter__(self):
         for config in self.configs:
@@ -844,14 +845,14 @@ def versions(bench):
                                          timeout=10).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             out["node"] = None
-    for folder, package in ((BENCH / "reference", "socket.io"), (BENCH / "reference", "engine.io"),
-                            (BENCH / "reference", "ws"), (BENCH, "ws")):
+    for label, path in (("reference socket.io", BENCH / "reference" / "node_modules" / "socket.io"),
+                        ("reference engine.io", BENCH / "reference" / "node_modules" / "engine.io"),
+                        ("reference ws", BENCH / "reference" / "node_modules" / "ws"),
+                        ("loadgen ws", BENCH / "node_modules" / "ws")):
         try:
-            data = json.loads((folder / "node_modules" / package / "package.json").read_text())
-            name = package if folder == BENCH / "reference" else f"loadgen {package}"
-            out[name if folder == BENCH else f"reference {package}"] = data["version"]
+            out[label] = json.loads((path / "package.json").read_text())["version"]
         except (OSError, ValueError, KeyError):
-            pass
+            out[label] = None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                                 timeout=10).stdout.strip()

@@ -1,0 +1,74 @@
+"""Access and isolation: cross-site sockets, CSRF, oversized frames, what the logs say."""
+import pytest
+import requests
+import websocket
+
+from tests.chatclient import ChatClient, all_join, unique
+from tests.rawclient import RawSocket
+from tests.serverproc import wait_until
+
+
+def opens_socket(url, origin, transport):
+    """Does the server open an Engine.IO session for a page on `origin`?"""
+    if transport == "polling":
+        answer = requests.get(url + "/socket.io/?EIO=4&transport=polling", headers={"Origin": origin}, timeout=5)
+        return answer.status_code == 200 and answer.text.startswith("0{")
+    try:
+        ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+                                         origin=origin, timeout=5)
+        opened = ws.recv().startswith("0{")
+        ws.close()
+        return opened
+    except (websocket.WebSocketException, OSError):
+        return False
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_foreign_origin_cannot_open_a_socket(chat_server, transport):
+    assert not opens_socket(chat_server.url, "http://evil.example", transport)
+    assert not opens_socket(chat_server.url, chat_server.url.replace("127.0.0.1", "localhost"), transport)
+    assert opens_socket(chat_server.url, chat_server.url, transport)  # the site itself may
+
+
+def test_allowed_origins_are_configurable(start_server):
+    server = start_server(CHAT_ALLOWED_ORIGINS="https://chat.example.org")
+    for transport in ("websocket", "polling"):
+        assert opens_socket(server.url, "https://chat.example.org", transport)
+        assert not opens_socket(server.url, server.url, transport)
+
+
+def test_login_and_logout_need_the_csrf_token(chat_server):
+    login = requests.post(chat_server.url + "/accounts/login/", data={"username": "x", "password": "y"}, timeout=5)
+    assert login.status_code == 403
+    logout = requests.post(chat_server.url + "/accounts/logout/", timeout=5)
+    assert logout.status_code == 403
+    form = requests.get(chat_server.url + "/accounts/login/", timeout=5)
+    assert "csrftoken" in form.cookies and "SameSite=Lax" in form.headers["Set-Cookie"]
+
+
+def test_an_oversized_frame_closes_only_that_connection(start_server, clients):
+    server = start_server(CHAT_MAX_PAYLOAD_BYTES=10_000)
+    room = unique("room")
+    a, b = all_join(room, clients(server.url).connect(name="a"), clients(server.url).connect(name="b"))
+    big = RawSocket(server.url)
+    big.connect(name="big")
+    big.ws.send('42["send",{"room":"%s","text":"%s"}]' % (room, "x" * 20_000))
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError, OSError)):
+        big.until(lambda frame: False)  # the server closes it
+    sent = a.send(room, "we are fine")
+    assert b.wait_messages(room, 1) == [sent] and a.sio.connected and b.sio.connected
+
+
+def test_logs_name_node_address_and_never_the_text_above_debug(start_server, clients):
+    server = start_server(CHAT_NODE_ID="node-under-test")
+    room = unique("room")
+    a = clients(server.url).connect(name="logged")
+    a.join(room)
+    a.send(room, "a very private sentence")
+    a.call("send", {"room": room, "text": ""})
+    a.close()
+    wait_until(lambda: "disconnect node=node-under-test" in server.output(), message="disconnect logged")
+    lines = server.output().splitlines()
+    connect = [line for line in lines if "connect node=node-under-test" in line and "name=logged" in line]
+    assert len(connect) == 2 and all("addr=127.0.0.1" in line for line in connect)  # connect + disconnect
+    assert "a very private sentence" not in server.output()
