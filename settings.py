@@ -177,6 +177,7 @@ CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 20)  # refusals in a row befo
 CHAT_MAX_CONNECTIONS_PER_IP = env_int("CHAT_MAX_CONNECTIONS_PER_IP", 50, minimum=0)  # 0: no limit
 CHAT_MAX_OUTBOX = env_int("CHAT_MAX_OUTBOX", 1000)  # packets queued for one connection before it is cut
 CHAT_MAX_OUTBOX_BYTES = env_int("CHAT_MAX_OUTBOX_BYTES", 4 * 1024 * 1024)  # ... or bytes queued
+CHAT_SHUTDOWN_SECS = env_int("CHAT_SHUTDOWN_SECS", 7)  # SIGTERM: time to finish database work (exit < 10 s)
 CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broker; empty: one node
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed

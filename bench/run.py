@@ -631,7 +631,8 @@ SCENARIOS = {
                  ("deliveries/s", "deliveries_per_s", "{:,.0f}")] + LATENCY_ROWS
                 + [("delivered / expected", "delivery_ratio", "{:.3f}")]},
     6: {"name": "persistence", "title": "6 persistence",
-        "about": "senders in rooms of 10, each waiting for its ack; acked (committed) messages/s",
+        "about": "senders spread over rooms (10 per room in the full run), each waiting for its ack; "
+                 "acked (committed) messages/s",
         "targets": ["ours", "reference", "ours-pg"], "measure": measure_traffic,
         "rows": None},  # built in table_rows: SQLite and PostgreSQL against the in-memory reference
 }

@@ -42,6 +42,20 @@ class Runtime:
     metrics: NodeMetrics
     app: object
 
+    def drain(self, timeout_secs):
+        """Graceful stop: drop every transport (clients reconnect, behind a balancer to
+        another node), then let queued database work finish so every ack given holds."""
+        for eio_sid in list(self.sio.eio.sockets):
+            gevent.spawn(self._drop, eio_sid)
+        if not self.store.drain(timeout_secs):
+            log.warning("stopping with database work still pending")
+
+    def _drop(self, eio_sid):
+        try:
+            self.sio.eio._get_socket(eio_sid).close(wait=False, abort=True, reason="server shutting down")
+        except KeyError:
+            pass
+
     def start(self):
         self.store.start()
         self.service.register_node(reap_others=not settings.CHAT_BROKER_URL)
@@ -140,6 +154,10 @@ def serve(host, port):
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopped.set)
     stopped.wait()
-    log.info("stopping node=%s", settings.CHAT_NODE_ID)
-    server.stop(timeout=5)
+    log.info("stopping node=%s: no new connections, dropping %d, finishing database work",
+             settings.CHAT_NODE_ID, len(_runtime.sio.eio.sockets))
+    server.close()
+    _runtime.drain(settings.CHAT_SHUTDOWN_SECS)
+    server.stop(timeout=1)
     _runtime.store.stop()
+    log.info("stopped node=%s", settings.CHAT_NODE_ID)

@@ -52,6 +52,8 @@ class Store:
         self._metrics = metrics
         self._concurrent_writes = concurrent_writes
         self._workers = []
+        self._running = 0  # jobs being worked on right now
+        self._closed = False
 
     def start(self):
         self._workers = [gevent.spawn(self._read_loop) for _ in range(self._reader_count)]
@@ -67,6 +69,14 @@ class Store:
     def pending(self):
         return self._reads.qsize() + self._writes.qsize()
 
+    def drain(self, timeout_secs):
+        """Refuse new work and wait for queued and running jobs; True when all finished."""
+        self._closed = True
+        deadline = time.monotonic() + timeout_secs
+        while (self.pending() or self._running) and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        return not (self.pending() or self._running)
+
     # -- the API socket handlers use (blocks only the calling greenlet) -----------------------
     def read(self, fn, *args):
         return self._submit(self._reads, _Call(fn, args))
@@ -79,6 +89,8 @@ class Store:
         return self._submit(self._writes, _Post(draft))
 
     def _submit(self, queue, job):
+        if self._closed:
+            raise ProtocolError(UNAVAILABLE, "this server is shutting down; reconnect")
         try:
             queue.put_nowait(job)
         except Full:
@@ -91,7 +103,12 @@ class Store:
     # -- workers ------------------------------------------------------------------------
     def _read_loop(self):
         while True:
-            self._run_call(self._reads.get())
+            job = self._reads.get()
+            self._running += 1
+            try:
+                self._run_call(job)
+            finally:
+                self._running -= 1
 
     def _run_call(self, job):
         try:
@@ -107,13 +124,17 @@ class Store:
     def _write_loop(self):
         while True:
             job = self._writes.get()
-            if isinstance(job, _Call):
-                self._run_call(job)
-                continue
-            batch, held = self._gather_posts(job)
-            self._commit(batch)
-            if held is not None:
-                self._run_call(held)
+            self._running += 1
+            try:
+                if isinstance(job, _Call):
+                    self._run_call(job)
+                    continue
+                batch, held = self._gather_posts(job)
+                self._commit(batch)
+                if held is not None:
+                    self._run_call(held)
+            finally:
+                self._running -= 1
 
     def _gather_posts(self, first):
         """Take queued posts after `first`, up to the batch limit; stop at a non-post job."""

@@ -179,3 +179,51 @@ def test_reconnect_storm_of_1000_clients_catches_up_within_30s(balanced):
         except subprocess.TimeoutExpired:
             crowd.kill()
     print(f"storm: 1000 clients caught up {caught_up_secs:.1f}s after the kill")
+
+
+def test_sigterm_moves_clients_to_another_node_and_keeps_every_ack(balanced, clients):
+    import signal
+
+    balanced.start(first_only=True)
+    room = unique("room")
+    sender = clients(balanced.url, reconnection=True).connect(name="sender")  # on node 0
+    sender.join(room)
+    balanced.start_second()
+    watcher = clients(balanced.node_url(1)).connect(name="watcher")
+    watcher.join(room)
+    acked, stop = [], threading.Event()
+
+    def keep_sending():
+        i = 0
+        while not stop.is_set() and i < 500:
+            try:
+                reply = sender.call("send", {"room": room, "text": f"m{i}", "nonce": f"n{i}"}, timeout=3)
+            except Exception:  # between nodes: retry the same nonce
+                time.sleep(0.05)
+                continue
+            if reply["ok"]:
+                acked.append(reply["message"]["id"])
+                i += 1
+            elif reply["error"]["code"] == "not_member":
+                sender.call("join", {"room": room})  # a new node: join again
+            else:
+                time.sleep(0.05)
+
+    thread = threading.Thread(target=keep_sending)
+    thread.start()
+    wait_until(lambda: len(acked) >= 20, timeout=10, message="sending")
+    terminated_at = time.monotonic()
+    node = balanced.runner.nodes[balanced.runner.node_ports[0]]
+    node.send_signal(signal.SIGTERM)
+    code = node.wait(15)
+    exit_secs = time.monotonic() - terminated_at
+    balanced.runner.nodes.pop(balanced.runner.node_ports[0])
+    count_at_kill = len(acked)
+    wait_until(lambda: len(acked) >= count_at_kill + 20, timeout=20, message="sending again via the other node")
+    stop.set()
+    thread.join(10)
+    assert code == 0 and exit_secs < 10, (code, exit_secs)
+    assert acked == sorted(set(acked))
+    got = watcher.wait_messages(room, len(acked), timeout=15)
+    assert set(acked) <= {m["id"] for m in got}  # no acknowledged message lost
+    assert [m["id"] for m in got] == sorted({m["id"] for m in got})  # once each, in order
