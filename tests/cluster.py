@@ -93,11 +93,12 @@ class BrokerProcess:
 
 
 class FreezableProxy:
-    """TCP forwarder 127.0.0.1:listen_port -> 127.0.0.1:target_port for silent-link tests.
+    """TCP forwarder 127.0.0.1:listen_port -> 127.0.0.1:target_port for link-failure tests.
 
     `freeze()` makes every connection open at that moment stop forwarding (and stop reading)
     without closing, like a firewall that dropped its state; connections made afterwards are
-    forwarded normally.
+    forwarded normally. `cut()` closes everything and refuses new connections (the far end
+    is down) until `restore()`.
     """
 
     def __init__(self, listen_port, target_port):
@@ -107,18 +108,35 @@ class FreezableProxy:
         self.frozen_below = 0  # connections with a generation below this are frozen
         self.generation = 0
         self.sockets = []
-        self.listener = socket.create_server(("127.0.0.1", listen_port))
         self.stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.restore()
 
-    def _accept(self):
+    def restore(self):
+        import threading
+
+        self.listener = socket.create_server(("127.0.0.1", self.listen_port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def cut(self):
+        self.frozen_below = self.generation
+        for sock in [self.listener, *self.sockets]:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.sockets = []
+
+    def _accept(self, listener):
         import threading
 
         while not self.stopped.is_set():
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
+                if listener.fileno() == -1:
+                    return  # cut
                 continue
             generation = self.generation
             self.generation += 1

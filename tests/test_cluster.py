@@ -12,6 +12,14 @@ from tests.chatclient import ChatClient, all_join, start_senders, unique
 from tests.cluster import BrokerProcess, PostgresDatabase, require_postgres
 from tests.serverproc import ServerProcess, wait_until
 
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 pytestmark = pytest.mark.cluster
 
 FAST = {"CHAT_NODE_HEARTBEAT_SECS": 1, "CHAT_NODE_TIMEOUT_SECS": 5, "CHAT_DELIVERY_CHECK_SECS": 2}
@@ -21,8 +29,8 @@ class Cluster:
     def __init__(self, db, broker):
         self.db, self.broker, self.nodes = db, broker, []
 
-    def add_node(self, **env):
-        node = ServerProcess(self.db.url, **{"CHAT_BROKER_URL": self.broker.url, **FAST, **env}).start()
+    def add_node(self, database_url=None, **env):
+        node = ServerProcess(database_url or self.db.url, **{"CHAT_BROKER_URL": self.broker.url, **FAST, **env}).start()
         self.nodes.append(node)
         return node
 
@@ -316,3 +324,29 @@ def test_a_ban_on_one_node_removes_the_member_on_the_other_at_once(cluster, two_
     assert troll.wait_for("banned", timeout=5)["room"] == room
     moderator.wait_for("presence", lambda d: d["user"] == "troll" and d["action"] == "leave", timeout=5)
     assert troll.call("join", {"room": room})["error"]["code"] == "banned"
+
+
+def test_database_down_answers_unavailable_stores_nothing_and_recovers(cluster, clients):
+    from tests.cluster import FreezableProxy
+
+    proxy_port = free_port()
+    proxy = FreezableProxy(proxy_port, 5432)
+    try:
+        via_proxy = cluster.db.url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy_port}")
+        node = cluster.add_node(via_proxy)
+        room = unique("room")
+        a, b = all_join(room, clients(node.url).connect(name="amy"), clients(node.url).connect(name="bob"))
+        first = a.send(room, "before the outage")
+        proxy.cut()
+        down = a.call("send", {"room": room, "text": "during the outage"})
+        assert down == {"ok": False, "error": {"code": "unavailable", "message": down["error"]["message"]}}
+        assert node.alive() and requests.get(node.url + "/healthz", timeout=5).status_code == 503
+        proxy.restore()
+        back = wait_until(lambda: (lambda r: r if r["ok"] else None)(a.call("send", {"room": room, "text": "back"})),
+                          timeout=15, interval=0.5, message="the node recovered by itself")
+        stored = [text for (text,) in cluster.db.query(
+            "SELECT text FROM chat_message m JOIN chat_room r ON r.id = m.room_id WHERE r.name = %s ORDER BY seq", (room,))]
+        assert stored == ["before the outage", "back"]  # nothing claimed stored that was not
+        assert b.wait_messages(room, 2) == [first, back["message"]]
+    finally:
+        proxy.close()

@@ -1,0 +1,59 @@
+"""`bench/run.py --smoke` runs every scenario end to end (tiny numbers, no speed assertions).
+
+The PostgreSQL parts (scenario 5, scenario 6 on PostgreSQL) are skipped by the runner when
+PostgreSQL is not reachable on 127.0.0.1:5432; the whole test is skipped without Node/npm
+(the load generator is a Node script).
+"""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.serverproc import ROOT
+
+SCENARIOS = {"1", "2", "3", "4", "5", "6"}
+TIMEOUT_SECS = 85
+
+
+@pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="the load generator needs Node.js and npm")
+def test_bench_smoke_runs_every_scenario(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=TIMEOUT_SECS)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    results = list(out.glob("*.json"))
+    assert len(results) == 1, results
+    assert results[0].with_suffix(".md").exists()
+    data = json.loads(results[0].read_text())
+    assert data["smoke"] is True
+    assert data["machine"]["nproc"] >= 1
+    assert set(data["scenarios"]) == SCENARIOS
+
+    ran = 0
+    for number, scenario in data["scenarios"].items():
+        for target, runs in scenario["runs"].items():
+            if target in scenario["skipped"]:
+                assert not runs
+                continue
+            assert runs, f"scenario {number} {target}: no run and no reason to skip ({scenario['errors'][target]})"
+            assert not scenario["errors"][target], scenario["errors"][target]
+            for run in runs:
+                ran += 1
+                if number == "4":
+                    assert run["connected"] == scenario["params"]["clients"], run
+                    assert run["rss_after_kib"] > 0
+                else:
+                    assert run["acked"] > 0, run
+                    assert run["deliveries"] > 0, run
+                    assert run["deliveries"] == run["expected_deliveries"], run
+                    assert run["out_of_order"] == 0 and run["gaps"] == 0, run
+    # Scenarios 1-4 and 6 on SQLite need nothing but Node: ours and the reference ran.
+    for number in ("1", "2", "3", "4", "6"):
+        assert data["scenarios"][number]["runs"]["ours"], number
+        if "reference" not in data["scenarios"][number]["skipped"]:
+            assert data["scenarios"][number]["runs"]["reference"], number
+    assert ran >= 5
+    assert "| scenario | metric | ours | reference | ratio ours/reference |" in done.stdout
