@@ -4,6 +4,9 @@ JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error:
 """
 from django.conf import settings
 from django.db import DatabaseError
+import gc
+
+import greenlet
 import prometheus_client
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -67,6 +70,10 @@ def healthz(request):
     if runtime:
         status["connections"] = runtime.presence.connection_count()
         status["db_pending"] = runtime.store.pending()
+        if request.GET.get("detail"):  # a full gc scan: for churn tests and debugging, not probes
+            status["greenlets"] = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet))
+            status["engineio_sockets"] = len(runtime.sio.eio.sockets)
+            status["tracked_rooms"] = len(runtime.feed.tracked_rooms())
     return JsonResponse(status, status=200 if status["ok"] else 503)
 
 
