@@ -72,3 +72,31 @@ def test_logs_name_node_address_and_never_the_text_above_debug(start_server, cli
     connect = [line for line in lines if "connect node=node-under-test" in line and "name=logged" in line]
     assert len(connect) == 2 and all("addr=127.0.0.1" in line for line in connect)  # connect + disconnect
     assert "a very private sentence" not in server.output()
+
+
+def test_reconnect_tokens_expire(start_server, clients):
+    import time
+
+    from tests.test_server import refusal_code
+
+    server = start_server(CHAT_TOKEN_MAX_AGE_SECS=1)
+    first = clients(server.url).connect(name="brief")
+    token = first.welcome["token"]
+    first.close()
+    assert clients(server.url).connect(token=token).name == "brief"  # fresh: works
+    time.sleep(2.1)
+    assert refusal_code(server.url, "websocket", token=token) == "token_expired"
+
+
+def test_forwarded_for_counts_only_behind_trusted_proxies(start_server, clients):
+    from tests.test_server import refusal_code
+
+    behind = start_server(CHAT_TRUSTED_PROXIES="127.0.0.1", CHAT_MAX_CONNECTIONS_PER_IP=1)
+    clients(behind.url).connect(name="one", headers={"X-Forwarded-For": "198.51.100.1"})
+    clients(behind.url).connect(name="two", headers={"X-Forwarded-For": "198.51.100.2"})
+    assert refusal_code(behind.url, "websocket", name="three",
+                        headers={"X-Forwarded-For": "198.51.100.1"}) == "too_many_connections"
+    exposed = start_server(CHAT_MAX_CONNECTIONS_PER_IP=1)  # no trusted proxy: the header is ignored
+    clients(exposed.url).connect(name="one", headers={"X-Forwarded-For": "198.51.100.1"})
+    assert refusal_code(exposed.url, "websocket", name="two",
+                        headers={"X-Forwarded-For": "198.51.100.2"}) == "too_many_connections"

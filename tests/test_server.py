@@ -162,13 +162,13 @@ def test_token_reconnect_takes_over_a_live_socket(chat_server, clients, transpor
     assert again.wait_messages(room, 1) == [sent]
 
 
-def refusal_code(url, transport, **auth):
+def refusal_code(url, transport, headers=None, **auth):
     from tests.chatclient import ChatClient
 
     late = ChatClient(url, transport)
     try:
         with pytest.raises(socketio.exceptions.ConnectionError):
-            late.connect(**auth)
+            late.connect(headers=headers, **auth)
         return late.connect_error["data"]["code"]
     finally:
         late.close()
