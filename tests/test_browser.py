@@ -563,3 +563,66 @@ def test_phone_layout_360px(chat_server, open_page):
     expect(w.page.locator("#composer")).to_be_in_viewport()
 
     w.assert_clean()
+
+
+XSS_CORPUS = [
+    "<img src=x onerror=alert(1)>",
+    "<script>window.__xss=1</script>",
+    "<svg onload=alert(2)>",
+    "<iframe src=\"javascript:alert(3)\"></iframe>",
+    "<a href=\"javascript:window.__xss=4\">click</a>",
+    "\"><script>window.__xss=5</script>",
+    "'><img src=x onerror=window.__xss=6>",
+    "<body onload=alert(7)>",
+    "<details open ontoggle=alert(8)>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=alert(9)>",
+    "javascript:alert(10)",
+    "<style>*{display:none}</style>",
+    "<object data=\"data:text/html,<script>alert(11)</script>\"></object>",
+    "{{constructor.constructor('alert(12)')()}}",
+    "<input autofocus onfocus=alert(13)>",
+    "&lt;script&gt;alert(14)&lt;/script&gt;",
+    "<scr<script>ipt>alert(15)</scr</script>ipt>",
+    "<video><source onerror=alert(16)></video>",
+]
+
+
+def test_xss_corpus_in_messages_names_and_rooms_executes_nothing(start_server, open_page):
+    base = start_server(CHAT_RATE_LIMITS="off").url  # the corpus goes out in one burst
+    room = f"ui-xss-{uid()}"
+    a, b = open_page(), open_page()
+    enter_directly(a, base, f"writer_{uid()[:6]}", room)
+    enter_directly(b, base, f"reader_{uid()[:6]}", room)
+    a.page.evaluate("""async ([room, corpus]) => {
+        for (const text of corpus) {
+            const res = await window.chatApp.socket.timeout(10000).emitWithAck('send', {room, text});
+            if (!res.ok) throw new Error(JSON.stringify(res));
+        }
+    }""", [room, XSS_CORPUS])
+    expect(b.page.locator("#messages .message")).to_have_count(len(XSS_CORPUS))
+    b.page.wait_for_timeout(500)  # give any injected handler (onerror, onload, ontoggle) a chance
+    assert message_texts(b) == [text.strip() for text in XSS_CORPUS]
+    for w in (a, b):
+        inside = w.page.eval_on_selector_all(
+            "#messages *", "els => els.map(e => e.tagName.toLowerCase())")
+        assert not set(inside) & {"img", "script", "svg", "iframe", "a", "object", "input", "video",
+                                  "style", "details", "math", "body"}, set(inside)
+        assert w.page.evaluate("window.__xss") is None
+        w.assert_clean()
+    c = open_page()
+    for payload in ("<img src=x onerror=alert(1)>", "\"><script>alert(2)</script>"):
+        c.page.goto(f"{base}/r/{room}/")
+        c.page.fill("#name", payload)
+        c.page.press("#name", "Enter")
+        expect(c.page.locator("#error")).not_to_be_empty()
+        assert c.page.locator("#error img, #error script").count() == 0
+    for payload in ("<script>alert(3)</script>", "%3Cimg%20src=x%20onerror=alert(4)%3E"):
+        response = c.page.goto(f"{base}/r/{payload}/")
+        assert response.status == 404
+        assert c.page.evaluate("window.__xss") is None
+    c.page.goto(base + "/")
+    c.page.fill("#name", f"n{uid()[:6]}")
+    c.page.fill("#room-input", "<svg onload=alert(5)>")
+    c.page.press("#room-input", "Enter")
+    expect(c.page.locator("#error")).not_to_be_empty()
+    c.assert_clean()
