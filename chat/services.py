@@ -53,6 +53,8 @@ class ChatService:
         self._per_address = {}  # client address -> open connections (CHAT_MAX_CONNECTIONS_PER_IP)
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
         self._counts_due = {}  # room -> member count waiting for its throttled announcement
+        self._connecting = set()  # sids whose connect is still waiting on the database
+        self._gone_while_connecting = set()  # ... and of those, the ones that disconnected meanwhile
         bus.on_control(self._on_control)
 
     # -- this node in the cluster -------------------------------------------------------------
@@ -96,6 +98,14 @@ class ChatService:
     # -- connections ------------------------------------------------------------------------
     def connect(self, sid, environ, auth):
         """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
+        self._connecting.add(sid)
+        try:
+            self._connect(sid, environ, auth)
+        finally:
+            self._connecting.discard(sid)
+            self._gone_while_connecting.discard(sid)
+
+    def _connect(self, sid, environ, auth):
         address = client_address(environ)
         limit = self.limits.max_connections_per_ip
         if limit and self._per_address.get(address, 0) >= limit:
@@ -103,6 +113,9 @@ class ChatService:
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
         previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover)
+        if sid in self._gone_while_connecting:  # it left while we waited: leave no ghost behind
+            self._release(sid, who.name)
+            raise ProtocolError(protocol.INTERNAL, "connection closed while connecting")
         self.presence.claim(sid, who.name, takeover=True)
         self._connections[sid] = Connection(who, address)
         self._per_address[address] = self._per_address.get(address, 0) + 1
@@ -133,6 +146,8 @@ class ChatService:
         self.sio.disconnect(sid)
 
     def disconnect(self, sid, reason=None):
+        if sid in self._connecting:
+            self._gone_while_connecting.add(sid)
         name, rooms = self.presence.release(sid)
         conn = self._connections.pop(sid, None)
         self.limiter.forget(sid)
@@ -178,6 +193,8 @@ class ChatService:
             except ProtocolError:
                 self._leave_here(sid, room)  # all or nothing: not a member anywhere
                 raise
+            if sid not in self._connections:  # disconnected while we wrote: no ghost member
+                self._announce(room, name, "leave", self.store.write(directory.leave, sid, room))
         count, members = self.store.read(directory.roster, room, self.limits.members_listed)
         reply = ok(room=room, history=snap.messages, members=members, count=count)
         if snap.truncated:
@@ -185,7 +202,7 @@ class ChatService:
         return reply
 
     def _enter_here(self, sid, room):
-        if self.presence.join(sid, room):
+        if sid in self._connections and self.presence.join(sid, room):
             self.sio.enter_room(sid, room)
 
     def leave(self, sid, room):
