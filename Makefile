@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run test cluster clean
+.PHONY: setup run test cluster bench clean
 
 $(VENV)/.installed: pip_requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,9 @@ CLUSTER_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/chat
 cluster: setup
 	DATABASE_URL=$${DATABASE_URL:-$(CLUSTER_DATABASE_URL)} $(PY) deploy/cluster.py --port 8080 --nodes 2
 
+## bench: ours against a Node.js Socket.IO reference (bench/README.md), e.g. BENCH_ARGS="--scenarios 1,2 --rounds 3"
+bench: setup
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) node_modules staticfiles .pytest_cache
+	rm -rf $(VENV) node_modules bench/node_modules bench/reference/node_modules staticfiles .pytest_cache

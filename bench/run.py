@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -499,9 +500,12 @@ def measure_traffic(bench, deployment, spec):
                              f"{result['join_errors']}")
         if spec["warmup"]:
             run_traffic(gens, spec, f"w{run_id}", spec["warmup"], spec["drain_ms"])
+        profilers = start_profilers(bench, deployment, run_id, spec["duration"] + 1)
         cpu0, gen_cpu0, wall0 = deployment.cpu(), gens.cpu(), time.monotonic()
         answers = run_traffic(gens, spec, f"m{run_id}", spec["duration"], spec["drain_ms"])
         cpu1, gen_cpu1, wall1 = deployment.cpu(), gens.cpu(), time.monotonic()
+        if profilers:
+            result["profiles"] = finish_profilers(profilers)
         if not deployment.alive():
             raise BenchError("a server process died during the run")
     wall = wall1 - wall0
@@ -524,6 +528,7 @@ def measure_traffic(bench, deployment, spec):
         "expected_deliveries": total("acked") * room_size,
         "delivery_ratio": deliveries / (total("acked") * room_size) if total("acked") else None,
         "out_of_order": total("outOfOrder"), "gaps": total("gaps"),
+        "sockets_closed_by_server": total("closed"),
         "deliveries_per_s": total("deliveriesInWindow") / spec["duration"],
         "acked_per_s": total("ackedInWindow") / spec["duration"],
         "offered_deliveries_per_s": (spec["clients"] * spec["rate"] * room_size) if spec["mode"] == "rate" else None,
@@ -536,6 +541,57 @@ def measure_traffic(bench, deployment, spec):
         "loadavg_after": loadavg(),
     })
     return result
+
+
+def start_profilers(bench, deployment, run_id, seconds):
+    """With --py-spy DIR: sample our Python processes during the measured window."""
+    if not bench.args.py_spy or deployment.label == "reference":
+        return []
+    py_spy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
+    folder = Path(bench.args.py_spy)
+    folder.mkdir(parents=True, exist_ok=True)
+    profilers = []
+    for pid in deployment.pids:
+        path = folder / f"run{run_id}-{deployment.label}-{pid}.txt"
+        try:
+            proc = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
+                                     "--nonblocking", "-f", "raw", "-o", str(path)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            log(f"py-spy could not start: {exc}")
+            return profilers
+        profilers.append((proc, path))
+    return profilers
+
+
+def finish_profilers(profilers, top=12):
+    """Wait for py-spy; return each profile's path and its hottest functions (own samples)."""
+    out = []
+    for proc, path in profilers:
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        own, total = {}, 0
+        try:
+            with open(path) as f:
+                for line in f:
+                    stack, _, count = line.rstrip("\n").rpartition(" ")
+                    if not stack or not count.isdigit():
+                        continue
+                    leaf = stack.rsplit(";", 1)[-1]
+                    own[leaf] = own.get(leaf, 0) + int(count)
+                    total += int(count)
+        except OSError:
+            continue
+        hottest = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+        out.append({"path": str(path), "samples": total,
+                    "hottest_self": [[name, round(100 * n / total, 1)] for name, n in hottest] if total else []})
+        log(f"  py-spy profile {path} ({total} samples); hottest own time:")
+        for name, n in hottest[:8]:
+            log(f"    {100 * n / max(total, 1):5.1f}%  {name}")
+    return out
 
 
 def measure_idle(bench, deployment, spec):
@@ -575,12 +631,12 @@ def specs(smoke, procs):
               "quiet_ms": 300 if smoke else 500}
     if smoke:
         return {
-            1: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=2),
-            2: dict(common, clients=10, rooms=1, mode="closed", duration=2),
-            3: dict(common, clients=20, rooms=4, mode="rate", rate=1, duration=2),
+            1: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=1),
+            2: dict(common, clients=10, rooms=1, mode="closed", duration=1),
+            3: dict(common, clients=20, rooms=4, mode="rate", rate=1, duration=1),
             4: dict(common, clients=200, settle=0.5),
-            5: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=2),
-            6: dict(common, clients=10, rooms=2, mode="closed", duration=2),
+            5: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=1),
+            6: dict(common, clients=10, rooms=2, mode="closed", duration=1),
         }
     return {
         1: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10),
@@ -683,7 +739,9 @@ def run_scenario(bench, number, spec, rounds):
             except Skip as exc:
                 outcome["skipped"][target] = str(exc)
                 log(f"  {target} skipped: {exc}")
-            except BenchError as exc:
+            except Exception as exc:  # BenchError, or a bug: record it, go on with the next run
+                if not isinstance(exc, BenchError):
+                    exc = BenchError("".join(traceback.format_exception(exc))[-4000:])
                 outcome["errors"][target].append(str(exc)[:4000])
                 log(f"  round {round_index + 1} {target} FAILED: {str(exc)[:1500]}")
                 if deployment is not None:
@@ -708,7 +766,11 @@ def brief(result):
             f"server CPU {result['server_cpu_pct']:.0f}% "
             f"({result['server_cpu_us_per_delivery'] or 0:.1f} µs/delivery), "
             f"loadgen CPU {result['loadgen_cpu_pct_max']:.0f}% max"
-            + (f", ack errors {result['ack_errors']}" if result["ack_errors"] else ""))
+            + (f", ack errors {result['ack_errors']}" if result["ack_errors"] else "")
+            + (f", {result['sockets_closed_by_server']} sockets closed by the server"
+               if result["sockets_closed_by_server"] else "")
+            + (f", {result['out_of_order']} out of order, {result['gaps']} gaps"
+               if result["out_of_order"] or result["gaps"] else ""))
 
 
 def fmt_ms(value):
@@ -893,6 +955,9 @@ def parse_args(argv):
                         help="connections each load generator opens at once (default 100)")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; 0.2 with --smoke)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL parts (5 and 6 on PG)")
+    parser.add_argument("--py-spy", metavar="DIR",
+                        help="profile our server processes with py-spy during each measured traffic window "
+                             "(raw collapsed stacks into DIR; adds some overhead, so figures are not comparable)")
     args = parser.parse_args(argv)
     try:
         args.scenario_list = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})
@@ -912,8 +977,15 @@ def parse_args(argv):
     return args
 
 
+def stop_on_sigterm(signum, frame):
+    """SIGTERM (a timeout, `kill`) ends the run like Ctrl-C: the finally blocks stop every
+    server, load generator and database this run started."""
+    raise SystemExit(f"stopped by signal {signum}")
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
     started = datetime.datetime.now(datetime.timezone.utc)
     bench = Bench(args)
     results = {}

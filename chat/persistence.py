@@ -48,14 +48,23 @@ def create_room(name):
 
 
 def _stored_by_nonce(drafts):
+    """Messages already stored under the drafts' (room, author, nonce): one indexed lookup.
+
+    Filtering by room_id (not room__name) lets the database use the unique
+    (room, author, nonce) index instead of scanning the room's history."""
     keyed = [d for d in drafts if d.nonce]
     if not keyed:
         return {}
+    room_ids = dict(Room.objects.filter(name__in={d.room for d in keyed}).values_list("name", "id"))
     match = Q()
     for d in keyed:
-        match |= Q(room__name=d.room, author=d.author, nonce=d.nonce)
-    found = Message.objects.filter(match).select_related("room")
-    return {(m.room.name, m.author, m.nonce): m.to_wire() for m in found}
+        if d.room in room_ids:
+            match |= Q(room_id=room_ids[d.room], author=d.author, nonce=d.nonce)
+    if not match:
+        return {}
+    names = {room_id: name for name, room_id in room_ids.items()}
+    found = Message.objects.filter(match).order_by()
+    return {(names[m.room_id], m.author, m.nonce): m.to_wire(names[m.room_id]) for m in found}
 
 
 def _reserve_seqs(room_name, count):
