@@ -82,14 +82,25 @@ def _object(data):
 
 
 def room_name(value):
-    if not isinstance(value, str) or not ROOM_RE.match(value):
+    if not isinstance(value, str) or not ROOM_RE.fullmatch(value):
         raise ProtocolError(INVALID_ROOM, "room must be 1-64 characters of a-z, 0-9, _ and -")
     return value
 
 
 def user_name(value):
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ProtocolError(INVALID_NAME, "name must be 1-32 letters, digits, _, - or .")
+    return value
+
+
+def storable(value, field):
+    """Refuse what no database stores as text: lone surrogates and NUL characters."""
+    if "\x00" in value:
+        raise ProtocolError(INVALID_PAYLOAD, f"{field} contains a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ProtocolError(INVALID_PAYLOAD, f"{field} is not valid Unicode (lone surrogate)") from None
     return value
 
 
@@ -117,7 +128,7 @@ def parse_send(data, max_chars):
     text = data.get("text")
     if not isinstance(text, str):
         raise ProtocolError(INVALID_TEXT, "text must be a string")
-    text = text.strip()
+    text = storable(text, "text").strip()
     if not text:
         raise ProtocolError(INVALID_TEXT, "text is empty")
     if len(text) > max_chars:
@@ -125,7 +136,7 @@ def parse_send(data, max_chars):
     nonce = data.get("nonce")
     if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= NONCE_MAX_CHARS):
         raise ProtocolError(INVALID_PAYLOAD, f"nonce must be a string of 1-{NONCE_MAX_CHARS} characters")
-    return SendRequest(room=room, text=text, nonce=nonce)
+    return SendRequest(room=room, text=text, nonce=nonce if nonce is None else storable(nonce, "nonce"))
 
 
 def parse_limit(value, default, maximum):
@@ -158,7 +169,7 @@ def parse_ban(data):
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 200:
         raise ProtocolError(INVALID_PAYLOAD, "reason must be a string of at most 200 characters")
-    return room_name(data.get("room")), user_name(data.get("user")), reason
+    return room_name(data.get("room")), user_name(data.get("user")), storable(reason, "reason")
 
 
 def parse_rooms(data):
@@ -172,7 +183,7 @@ def parse_auth(auth):
         return None, None
     auth = _object(auth)
     token = auth.get("token")
-    if token is not None and not isinstance(token, str):
+    if token is not None and (not isinstance(token, str) or len(token) > 4096):
         raise ProtocolError(INVALID_TOKEN, "token must be a string")
     name = auth.get("name")
     if name is not None:

@@ -18,12 +18,12 @@ import logging
 import time
 
 import gevent
-from django.db import DatabaseError, IntegrityError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from gevent.event import AsyncResult
 from gevent.queue import Full, Queue
 
 from chat import persistence
-from chat.protocol import BUSY, UNAVAILABLE, ProtocolError
+from chat.protocol import BUSY, INTERNAL, UNAVAILABLE, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Store:
         except ProtocolError as exc:
             job.result.set(exc)
         except DatabaseError as exc:
-            job.result.set(self._unavailable(exc))
+            job.result.set(self._failed(exc))
         except Exception as exc:  # a bug: answer the caller, keep the worker alive
             log.exception("database job %s failed", getattr(job.fn, "__name__", job.fn))
             job.result.set(exc)
@@ -150,12 +150,12 @@ class Store:
         started = time.perf_counter()
         try:
             outcomes = persistence.commit_posts([job.draft for job in batch])
-        except DatabaseError as exc:
-            if len(batch) > 1 and isinstance(exc, IntegrityError):
-                for job in batch:  # one bad row (a constraint race) must not fail the others
+        except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, (OperationalError, InterfaceError)):
+                for job in batch:  # one bad row must not fail the others: retry them one by one
                     self._commit([job])
                 return
-            outcomes = [self._unavailable(exc)] * len(batch)
+            outcomes = [self._failed(exc)] * len(batch)
         else:
             if self._metrics:
                 self._metrics.observe_commit(time.perf_counter() - started, len(batch))
@@ -170,6 +170,13 @@ class Store:
             self._on_committed(messages)
         except Exception:  # delivery trouble must never un-acknowledge a committed message
             log.exception("delivering %d committed messages failed", len(messages))
+
+    def _failed(self, exc):
+        """The answer for a job whose database work raised `exc`."""
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            return self._unavailable(exc)
+        log.error("database job failed: %r", exc)
+        return ProtocolError(INTERNAL, "the request could not be completed")
 
     @staticmethod
     def _unavailable(exc):
