@@ -182,28 +182,46 @@ class ChatService:
             raise ProtocolError(protocol.BANNED, f"you are banned from {room}")
         if not already and not self.store.read(persistence.room_exists, room):
             self.store.write(persistence.create_room, room)
+        if not already:  # the directory first: after entering, nothing may wait before the ack
+            self.store.write(directory.enter, self.node_id, sid, name, room)
         try:
+            count, members = self.store.read(directory.roster, room, self.limits.members_listed)
             snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
                                    enter=lambda: self._enter_here(sid, room))
+        except ProtocolError:
+            if not already:
+                self._forget_membership(sid, room)
+            raise
         finally:
             self.feed.release(room, self.presence.count(room) > 0)
-        if self.presence.is_member(sid, room) and not already:
-            try:
-                self._announce(room, name, "join", self.store.write(directory.enter, self.node_id, sid, name, room))
-            except ProtocolError:
-                self._leave_here(sid, room)  # all or nothing: not a member anywhere
-                raise
-            if sid not in self._connections:  # disconnected while we wrote: no ghost member
-                self._announce(room, name, "leave", self.store.write(directory.leave, sid, room))
-        count, members = self.store.read(directory.roster, room, self.limits.members_listed)
+        if snap.truncated and not already:
+            self._forget_membership(sid, room)  # not a member until the catch-up completes
+            count, members = count - 1, [m for m in members if m != name]
+        elif not already:
+            self._announce(room, name, "join", count)
+        # From the enter() inside admit to this return nothing yields, so the ack is queued
+        # before any live message of the room: history first, then live, on the wire too.
         reply = ok(room=room, history=snap.messages, members=members, count=count)
         if snap.truncated:
             reply["truncated"] = True
         return reply
 
+    def _forget_membership(self, sid, room):
+        """Undo a join that did not complete (before any announcement was made)."""
+        self._leave_here(sid, room)
+        self._quietly(directory.leave, sid, room)
+
+    def _quietly(self, fn, *args):
+        try:
+            self.store.write(fn, *args)
+        except ProtocolError as exc:
+            log.warning("%s%s not recorded: %s", fn.__name__, args, exc.message)
+
     def _enter_here(self, sid, room):
         if sid in self._connections and self.presence.join(sid, room):
             self.sio.enter_room(sid, room)
+        elif sid not in self._connections:  # disconnected while joining: no ghost member
+            gevent.spawn(self._quietly, directory.leave, sid, room)
 
     def leave(self, sid, room):
         name = self._name(sid)

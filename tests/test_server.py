@@ -379,3 +379,60 @@ def test_a_client_that_stops_reading_is_cut_off_and_recovers(start_server, clien
     back = clients(server.url).connect(token=token)
     reply = back.call("join", {"room": room, "since": 0})
     assert [m["id"] for m in reply["history"]] == [m["id"] for m in a.messages(room)]
+
+
+def test_rooms_per_connection_and_names_per_ack_are_limited(start_server, clients):
+    server = start_server(CHAT_MAX_ROOMS_PER_CONNECTION=2, CHAT_MAX_MEMBERS_LISTED=2)
+    busy = clients(server.url).connect(name="busy")
+    busy.join("one")
+    busy.join("two")
+    refused = busy.call("join", {"room": "three"})
+    assert refused["error"]["code"] == "too_many_rooms"
+    assert busy.call("join", {"room": "two"})["ok"]  # joining again is not a new room
+    busy.call("leave", {"room": "one"})
+    assert busy.call("join", {"room": "three"})["ok"]
+    for name in ("amy", "bob", "cat"):
+        clients(server.url).connect(name=name).join("three")
+    reply = clients(server.url).connect(name="dan").join("three")
+    assert reply["members"] == ["amy", "bob"] and reply["count"] == 5
+
+
+def test_join_ack_comes_before_live_messages_on_the_wire(start_server, clients):
+    import json
+    import threading
+
+    from tests.rawclient import RawSocket
+
+    server = start_server(CHAT_RATE_LIMITS="off")
+    room = unique("room")
+    senders = all_join(room, *[clients(server.url).connect(name=f"sender{i}") for i in range(4)])
+    stop = threading.Event()
+    streams = [threading.Thread(target=lambda s=s: [s.send(room, "x") for _ in iter(stop.is_set, True)])
+               for s in senders]
+    for stream in streams:
+        stream.start()
+    try:
+        for attempt in range(20):
+            joiner = RawSocket(server.url)
+            joiner.connect(name=f"joiner{attempt}")
+            joiner.ws.send('427["join",{"room":"%s"}]' % room)
+            frames, ack = [], None
+            while ack is None:
+                frame = joiner.ws.recv()
+                if frame.startswith("437"):
+                    ack = json.loads(frame[3:])[0]
+                elif frame.startswith('42["message"'):
+                    frames.append(frame)
+            assert frames == [], "a live message arrived before the join ack"
+            live = []
+            while len(live) < 5:
+                frame = joiner.ws.recv()
+                if frame.startswith('42["message"'):
+                    live.append(json.loads(frame[2:])[1]["id"])
+            ids = [m["id"] for m in ack["history"]] + live
+            assert ids == list(range(ids[0], ids[0] + len(ids))), ids  # contiguous: nothing lost or doubled
+            joiner.close()
+    finally:
+        stop.set()
+        for stream in streams:
+            stream.join()
