@@ -22,14 +22,14 @@ function lastId(client) {
   return client.ids.length ? client.ids[client.ids.length - 1] : undefined;
 }
 
-async function joinFrom(client) {
-  for (;;) {
-    const since = lastId(client);
-    const payload = since === undefined ? { room } : { room, since };
-    let reply;
-    try {
-      reply = await client.socket.timeout(15000).emitWithAck("join", payload);
-    } catch (err) {
+// The join reply is handled in its ack callback, synchronously: several frames can arrive in
+// one network read, and a promise continuation (await emitWithAck) would run only after the
+// live `message` frames behind the ack had already been handled.
+function joinFrom(client) {
+  const since = lastId(client);
+  const payload = since === undefined ? { room } : { room, since };
+  client.socket.timeout(15000).emit("join", payload, (err, reply) => {
+    if (err) {
       client.errors.push(`join timeout: ${err.message}`);
       return;
     }
@@ -37,14 +37,15 @@ async function joinFrom(client) {
       client.errors.push(`join: ${reply.error.code}`);
       return;
     }
+    client.joins.push({ since, got: reply.history.map((m) => m.id), at: client.ids.length });
     for (const message of reply.history) client.ids.push(message.id);
-    if (!reply.truncated) break;
-  }
-  client.joined = true;
+    if (reply.truncated) joinFrom(client);
+    else client.joined = true;
+  });
 }
 
 function makeClient(index) {
-  const client = { ids: [], errors: [], joined: false, connects: 0 };
+  const client = { ids: [], errors: [], joined: false, connects: 0, joins: [] };
   const socket = io(url, {
     transports: ["websocket"],
     auth: { name: `${prefix}${index}` },
@@ -78,7 +79,8 @@ function check(expected) {
     const ok = client.ids.length === expected && client.ids.every((id, i) => id === i + 1);
     if (ok) complete += 1;
     else if (problems.length < 5)
-      problems.push({ index, got: client.ids.length, tail: client.ids.slice(-5), errors: client.errors.slice(-2),
+      problems.push({ index, got: client.ids.length, ids: client.ids.slice(0, 60), joins: client.joins.slice(-4),
+                      connects: client.connects, errors: client.errors.slice(-2),
                       connected: client.socket.connected, refusal: client.lastRefusal });
   }
   const connected = clients.filter((c) => c.socket.connected && c.joined).length;
