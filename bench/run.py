@@ -15,7 +15,6 @@ import math
 import os
 import platform
 import queue
-import re
 import shutil
 import signal
 import statistics
@@ -41,10 +40,9 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
 sys.path.insert(0, str(ROOT))
 
 from tests.cluster import BrokerProcess, PostgresDatabase, postgres_reachable  # noqa: E402
-from tests.serverproc import ServerProcess, SqliteTemplate  # noqa: E402
+from tests.serverproc import ListeningProcess, ServerProcess, SqliteTemplate  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
 OURS_ENV = {
     "CHAT_RATE_LIMITS": "off",
     "CHAT_MAX_CONNECTIONS_PER_IP": "0",
@@ -130,48 +128,18 @@ def summarize(hist):
 
 
 # -- processes under test ---------------------------------------------------------------------
-class ReferenceProcess:
+class ReferenceProcess(ListeningProcess):
     """`node bench/reference/server.mjs --port 0`; `url` once it logs its address."""
 
     def __init__(self, node):
-        self.node = node
-        self.proc = None
-        self.url = None
-        self.lines = []
-        self._ready = threading.Event()
+        super().__init__([node, str(BENCH / "reference" / "server.mjs"), "--host", "127.0.0.1", "--port", "0"],
+                         cwd=BENCH / "reference", env=dict(os.environ, **REFERENCE_ENV))
 
     def start(self, timeout=20):
-        env = dict(os.environ, **REFERENCE_ENV)
-        self.proc = subprocess.Popen([self.node, str(BENCH / "reference" / "server.mjs"), "--host", "127.0.0.1",
-                                      "--port", "0"], cwd=BENCH / "reference", env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
-        threading.Thread(target=self._read_output, daemon=True).start()
-        if not self._ready.wait(timeout):
-            self.stop()
-            raise BenchError("reference server did not start:\n" + "\n".join(self.lines[-20:]))
-        return self
-
-    def _read_output(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            match = LISTENING.search(line)
-            if match and not self._ready.is_set():
-                self.url = f"http://127.0.0.1:{match.group(2)}"
-                self._ready.set()
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            return super().start(timeout)
+        except RuntimeError:
+            raise BenchError("reference server did not start:\n" + "\n".join(self.lines[-20:])) from None
 
 
 class Deployment:

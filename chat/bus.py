@@ -28,13 +28,12 @@ SEPARATOR = b"\x01"
 BROADCAST = "*"
 
 
-class InProcessManager(socketio.Manager):
-    """One process: rooms, emits and committed messages never leave it."""
+class LocalDelivery:
+    """What every manager does on its own node: feed committed messages to the room feed,
+    run control messages, emit to local members only."""
 
-    def __init__(self):
-        super().__init__()
-        self._feed = None
-        self._control = None
+    _feed = None
+    _control = None
 
     def attach_feed(self, feed):
         self._feed = feed
@@ -43,17 +42,24 @@ class InProcessManager(socketio.Manager):
         """`handler(message)` runs on every node with members in the message's room."""
         self._control = handler
 
-    def publish_control(self, message):
-        self._control(message)
-
-    def publish_room_messages(self, messages):
-        """Hand committed messages (id order) to every node's feed; here, just ours."""
+    def deliver_here(self, messages):
         for message in messages:
             self._feed.accept(message["room"], message)
 
     def emit_local(self, event, data, room):
         """Emit to this process's members of `room` only."""
         socketio.Manager.emit(self, event, data, namespace=NAMESPACE, room=room)
+
+
+class InProcessManager(LocalDelivery, socketio.Manager):
+    """One process: rooms, emits and committed messages never leave it."""
+
+    def publish_control(self, message):
+        self._control(message)
+
+    def publish_room_messages(self, messages):
+        """Hand committed messages (id order) to every node's feed; here, just ours."""
+        self.deliver_here(messages)
 
     def on_relink(self, callback):
         """Single node: there is no link to lose."""
@@ -68,7 +74,7 @@ def unframe(raw):
     return topic.decode(), json.loads(payload)
 
 
-class ZmqManager(socketio.PubSubManager):
+class ZmqManager(LocalDelivery, socketio.PubSubManager):
     """Cluster fan-out through the ZeroMQ forwarder; room topics follow local membership."""
 
     name = "zmq"
@@ -93,19 +99,10 @@ class ZmqManager(socketio.PubSubManager):
         self._sub.connect(self._subscribe_url)
         self._subscribe(BROADCAST)
         self._subscribe("h:" + self.host_id)
-        self._feed = None
-        self._control = None
         self._relink_callbacks = []
         self._metrics = metrics
 
     # -- wiring ---------------------------------------------------------------------------
-    def attach_feed(self, feed):
-        self._feed = feed
-
-    def on_control(self, handler):
-        """`handler(message)` runs on every node with members in the message's room."""
-        self._control = handler
-
     def publish_control(self, message):
         self._control(message)
         self._publish({"method": "control", "room": message["room"], "message": message, "host_id": self.host_id})
@@ -146,17 +143,13 @@ class ZmqManager(socketio.PubSubManager):
 
     def publish_room_messages(self, messages):
         """Deliver committed messages here, then to every other node with members in the room."""
-        for message in messages:
-            self._feed.accept(message["room"], message)
+        self.deliver_here(messages)
         by_room = {}
         for message in messages:
             by_room.setdefault(message["room"], []).append(message)
         for room, batch in by_room.items():
             self._publish({"method": "room_messages", "room": room, "messages": batch, "host_id": self.host_id,
                            "at": time.time()})
-
-    def emit_local(self, event, data, room):
-        socketio.Manager.emit(self, event, data, namespace=NAMESPACE, room=room)
 
     def _publish(self, data):
         raw = frame(self._topic(data), data)
@@ -196,8 +189,7 @@ class ZmqManager(socketio.PubSubManager):
                 if data.get("host_id") != self.host_id:
                     if self._metrics and "at" in data:
                         self._metrics.bus_lag(data["at"])
-                    for message in data["messages"]:
-                        self._feed.accept(data["room"], message)
+                    self.deliver_here(data["messages"])
                 continue
             yield data
 

@@ -25,12 +25,11 @@ def migrate(database_url):
                    env=base_env(DATABASE_URL=database_url), check=True)
 
 
-class ServerProcess:
-    """One `python run_server.py --port 0` process; `url` is known once it logs its address."""
+class ListeningProcess:
+    """A process that logs `listening on http://HOST:PORT`; `url` is known once it has."""
 
-    def __init__(self, database_url, **env):
-        self.database_url = database_url
-        self.env = base_env(DATABASE_URL=database_url, **env)
+    def __init__(self, args, cwd=ROOT, env=None):
+        self.args, self.cwd, self.env = args, cwd, env
         self.proc = None
         self.url = None
         self.port = None
@@ -38,13 +37,12 @@ class ServerProcess:
         self._ready = threading.Event()
 
     def start(self, timeout=30):
-        self.proc = subprocess.Popen([sys.executable, "run_server.py", "--host", "127.0.0.1", "--port", "0"],
-                                     cwd=ROOT, env=self.env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._read_output, daemon=True).start()
         if not self._ready.wait(timeout):
             self.stop()
-            raise RuntimeError("server did not start:\n" + self.output())
+            raise RuntimeError(f"{self.args[1]} did not start:\n" + self.output())
         return self
 
     def _read_output(self):
@@ -78,6 +76,15 @@ class ServerProcess:
 
     def kill(self):
         self.stop(signal.SIGKILL)
+
+
+class ServerProcess(ListeningProcess):
+    """One `python run_server.py --port 0` process with its own database."""
+
+    def __init__(self, database_url, **env):
+        self.database_url = database_url
+        super().__init__([sys.executable, "run_server.py", "--host", "127.0.0.1", "--port", "0"],
+                         env=base_env(DATABASE_URL=database_url, **env))
 
 
 class SqliteTemplate:
