@@ -74,15 +74,14 @@ class BoundedServer(socketio.Server):
     def _send_eio_packet(self, eio_sid, eio_pkt):
         if eio_sid in self._cutting:
             return
-        try:
-            queue = self.eio._get_socket(eio_sid).queue
-        except KeyError:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed:  # as engineio's _get_socket: nothing to send to
             return
-        reason = self._overflow(queue, eio_pkt)
+        reason = self._overflow(socket.queue, eio_pkt)
         if reason:
             self._cut(eio_sid, reason)
             return
-        super()._send_eio_packet(eio_sid, self._framed(eio_pkt))
+        socket.send(self._framed(eio_pkt))  # the socket is in hand: no second lookup per recipient
 
     def _framed(self, eio_pkt):
         if eio_pkt is not self._last_packet:
