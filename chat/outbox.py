@@ -14,15 +14,16 @@ at the Engine.IO level, so socket.io-client reconnects by itself) with a logged 
 recovers what it missed with `join {since}`. The close runs in its own greenlet: the packet
 being sent may be one of a room broadcast that is still iterating over the room.
 
+Bounded, on a websocket: frames wait in the session's chat.wire `Wire` only while the
+kernel's send buffer is full; the same two limits apply to what waits there.
+
 Cheap: a room broadcast hands the same Engine.IO packet object to every recipient, so
 `BoundedServer` wraps it once in a `FramedPacket` whose websocket frame (UTF-8 bytes plus
-header) is built once for all of them. Each Engine.IO socket becomes a `CoalescingSocket`
-(a subclass, chosen at connect): its writer's frames are gathered and written with one
-`sendall` per batch of queued packets instead of one system call per packet.
+header) is built once for all of them. Each Engine.IO socket becomes a chat.wire
+`DirectSocket` (a subclass, chosen at connect), which writes those frames straight to the
+socket, one system call per connection per turn of the event loop.
 """
 import logging
-import struct
-import weakref
 
 import engineio.packet
 import engineio.socket
@@ -30,6 +31,7 @@ import gevent
 import socketio
 
 from chat.protocol import UNKNOWN_EVENT, failure
+from chat.wire import DirectSocket, FlushScheduler, websocket_text_frame
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +48,12 @@ class BoundedServer(socketio.Server):
         self.max_bytes = max_bytes
         self._cutting = set()  # eio sids being closed; emptied as each close finishes
         self._last_packet = self._last_framed = None  # the broadcast being sent
+        self.eio.flush_scheduler = FlushScheduler()  # what chat.wire sessions flush through
 
     def _handle_eio_connect(self, eio_sid, environ):
         socket = self.eio.sockets.get(eio_sid)
         if socket is not None and type(socket) is engineio.socket.Socket:
-            socket.__class__ = CoalescingSocket
+            socket.__class__ = DirectSocket
         return super()._handle_eio_connect(eio_sid, environ)
 
     def _handle_event(self, eio_sid, namespace, id, data):
@@ -77,7 +80,7 @@ class BoundedServer(socketio.Server):
         socket = self.eio.sockets.get(eio_sid)
         if socket is None or socket.closed:  # as engineio's _get_socket: nothing to send to
             return
-        reason = self._overflow(socket.queue, eio_pkt)
+        reason = self._overflow(socket, eio_pkt)
         if reason:
             self._cut(eio_sid, reason)
             return
@@ -88,14 +91,14 @@ class BoundedServer(socketio.Server):
             self._last_packet, self._last_framed = eio_pkt, FramedPacket(eio_pkt)
         return self._last_framed
 
-    def _overflow(self, queue, eio_pkt):
-        queued = queue.qsize()
+    def _overflow(self, socket, eio_pkt):
+        queued, size = socket.outbox_size()
         if queued >= self.max_packets:
             return f"outbox full: {queued} packets queued"
-        if queued >= BYTES_CHECK_FROM_PACKETS and queued % 16 == 0:
-            size = sum(packet_size(p) for p in list(queue.queue)) + packet_size(eio_pkt)
-            if size > self.max_bytes:
-                return f"outbox full: {size} bytes queued"
+        if size is None and queued >= BYTES_CHECK_FROM_PACKETS and queued % 16 == 0:
+            size = sum(packet_size(p) for p in list(socket.queue.queue))
+        if size is not None and size + packet_size(eio_pkt) > self.max_bytes:
+            return f"outbox full: {size} bytes queued"
         return None
 
     def _cut(self, eio_sid, reason):
@@ -143,96 +146,3 @@ class FramedPacket(engineio.packet.Packet):
         if self._text is None:
             self._text = FrameText(super().encode())
         return self._text
-
-
-def websocket_text_frame(payload):
-    """A final, unmasked text frame (RFC 6455 section 5.2) around UTF-8 `payload`."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x81, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x81, 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x81, 127, size)
-    return header + payload
-
-
-class CoalescingWebSocket:
-    """Wraps Engine.IO's gevent-websocket adapter: the writer's text frames are gathered.
-
-    Only the writer greenlet gathers (its `poll()` flushes); anything else, such as the
-    upgrade handshake's probe answer sent before the writer starts, goes out at once."""
-
-    def __init__(self, ws):
-        self._ws = ws
-        self._pending = []
-        self._handler = weakref.ref(gevent.getcurrent())  # weak: no cycle keeping greenlets alive
-
-    def send(self, message):
-        if gevent.getcurrent() is self._handler():
-            self.flush()
-            return self._ws.send(message)
-        frame = getattr(message, "frame", None)
-        if frame is None:
-            if not isinstance(message, str):  # binary: keep order, send as before
-                self.flush()
-                return self._ws.send(message)
-            frame = websocket_text_frame(message.encode("utf-8"))
-        self._pending.append(frame)
-
-    def flush(self):
-        if self._pending:
-            data, self._pending = b"".join(self._pending), []
-            write = self._ws._sock.raw_write  # None once gevent-websocket has closed the socket
-            if write is None:
-                raise ConnectionError("websocket already closed")
-            write(data)
-
-    def wait(self):
-        return self._ws.wait()
-
-    def close(self):
-        try:
-            self.flush()
-        except Exception:  # the peer is gone; closing is all that is left
-            pass
-        return self._ws.close()
-
-
-class CoalescingSocket(engineio.socket.Socket):
-    """An Engine.IO socket whose websocket writer flushes once per batch of packets."""
-
-    def _websocket_handler(self, ws):
-        self._coalescing = CoalescingWebSocket(ws)
-        try:
-            return super()._websocket_handler(self._coalescing)
-        except Exception as exc:  # an undecodable frame escapes python-engineio's handler
-            log.info("undecodable websocket frame on eio_sid=%s (%s): closing", self.sid, type(exc).__name__)
-            self.close(wait=False, abort=True, reason="undecodable frame")
-            return []
-
-    def _send_ping(self):
-        # python-engineio sleeps a ping interval in a task it does not keep; remembering it
-        # lets close() end it at once instead of holding the socket for up to 25 s
-        self._ping_task = gevent.getcurrent()
-        try:
-            return super()._send_ping()
-        finally:
-            self._ping_task = None
-
-    def close(self, *args, **kwargs):
-        try:
-            return super().close(*args, **kwargs)
-        finally:
-            task = getattr(self, "_ping_task", None)
-            if task is not None and task is not gevent.getcurrent():
-                task.kill(block=False)
-
-    def poll(self):
-        coalescing = getattr(self, "_coalescing", None)
-        if coalescing is not None:
-            try:
-                coalescing.flush()  # what the writer gathered from the last batch goes out now
-            except OSError:
-                return []  # the peer is gone: an empty batch ends the writer, as on close
-        return super().poll()

@@ -1,0 +1,311 @@
+"""The websocket transport of an Engine.IO session, without a greenlet per direction.
+
+python-engineio gives every websocket session three greenlets: the reader (the pywsgi
+handler), a writer draining a queue, and a ping task sleeping 25 s between pings. Each
+greenlet keeps its own Python data stack, and every delivery costs a queue hand-off and a
+switch to the writer. `DirectSocket` (an `engineio.socket.Socket` subclass chosen at
+connect) keeps the reader and drops the other two:
+
+- Writes: once upgraded, `send` appends the packet's websocket frame to the session's
+  `Wire`. The server's `FlushScheduler` flushes every wire written to during one turn of
+  the event loop when that turn ends, so everything queued for one connection in that turn
+  (a commit batch of messages, a join ack and the live messages after it) leaves in order
+  in ONE non-blocking `send()`. When the kernel's send buffer is full, the rest waits in the
+  wire and a drain greenlet, alive only until the socket catches up, writes it. How much may
+  wait is bounded by chat.outbox (CHAT_MAX_OUTBOX / CHAT_MAX_OUTBOX_BYTES).
+- Pings: a libev timer per session (a few hundred bytes) instead of a sleeping greenlet.
+
+Long-polling sessions keep python-engineio's queue and behave exactly as before; a session
+that upgrades moves whatever is still queued onto its wire first. The wire protocol is
+unchanged: the same frames, in the same order.
+"""
+import logging
+import socket as stdlib_socket
+import struct
+import time
+
+import engineio.exceptions
+import engineio.packet
+import engineio.socket
+import gevent
+from gevent.queue import Empty
+
+log = logging.getLogger(__name__)
+
+TEXT_OPCODE = 0x1
+BINARY_OPCODE = 0x2
+
+
+def websocket_frame(payload, opcode=TEXT_OPCODE):
+    """A final, unmasked frame (RFC 6455 section 5.2) around `payload` bytes."""
+    size = len(payload)
+    first = 0x80 | opcode
+    if size < 126:
+        header = struct.pack("!BB", first, size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
+def websocket_text_frame(payload):
+    return websocket_frame(payload, TEXT_OPCODE)
+
+
+def frame_of(pkt):
+    """The websocket frame carrying Engine.IO packet `pkt` (built once for shared packets)."""
+    encoded = pkt.encode()
+    frame = getattr(encoded, "frame", None)
+    if frame is not None:
+        return frame
+    if isinstance(encoded, str):
+        return websocket_frame(encoded.encode("utf-8"), TEXT_OPCODE)
+    return websocket_frame(bytes(encoded), BINARY_OPCODE)
+
+
+class FlushScheduler:
+    """Flushes each wire written to during one turn of the event loop, once, as it ends.
+
+    Owned by the Socket.IO server (one per process); the list it holds is emptied by the
+    hub callback it schedules, so it never holds more than the wires of one turn."""
+
+    def __init__(self):
+        self._due = []
+        self._scheduled = False
+
+    def add(self, wire):
+        self._due.append(wire)
+        if not self._scheduled:
+            self._scheduled = True
+            gevent.get_hub().loop.run_callback(self._flush_due)
+
+    def _flush_due(self):
+        due, self._due = self._due, []
+        self._scheduled = False
+        for wire in due:
+            try:
+                wire.flush()
+            except Exception:  # runs in the hub: never let one wire stop the others
+                log.exception("flushing a websocket failed")
+
+
+class Wire:
+    """The outgoing bytes of one websocket session. `queued_frames`/`queued_bytes` count
+    what was handed to `write` and is not yet in the kernel's send buffer."""
+
+    __slots__ = ("_gsock", "_scheduler", "_pending", "queued_frames", "queued_bytes",
+                 "_scheduled", "_drainer", "dead")
+
+    def __init__(self, gsock, scheduler):
+        self._gsock = gsock  # the gevent socket of the pywsgi connection
+        self._scheduler = scheduler
+        self._pending = []
+        self.queued_frames = 0
+        self.queued_bytes = 0
+        self._scheduled = False
+        self._drainer = None  # the greenlet writing a backlog, while there is one
+        self.dead = False
+
+    def write(self, frame):
+        if self.dead:
+            return
+        self._pending.append(frame)
+        self.queued_frames += 1
+        self.queued_bytes += len(frame)
+        if not self._scheduled and self._drainer is None:
+            self._scheduled = True
+            self._scheduler.add(self)
+
+    def flush(self):
+        """Write what is pending without blocking; what does not fit goes to a drain greenlet."""
+        self._scheduled = False
+        if self._drainer is not None or self.dead or not self._pending:
+            return
+        data = self._take()
+        try:
+            sent = self._gsock._sock.send(data)  # the non-blocking OS socket under gevent's
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.kill()
+            return
+        if sent < len(data):
+            self._pending.append(data[sent:])
+            self.queued_bytes = len(data) - sent
+            self._drainer = gevent.spawn(self._drain)
+        else:
+            self.queued_frames = self.queued_bytes = 0
+
+    def _take(self):
+        pending = self._pending
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        return data
+
+    def _drain(self):
+        """Wait for the socket to take the backlog (gevent's sendall, with the socket's timeout)."""
+        try:
+            while self._pending and not self.dead:
+                data = self._take()
+                self._gsock.sendall(data)
+                if not self._pending:
+                    self.queued_frames = self.queued_bytes = 0
+                else:
+                    self.queued_bytes -= len(data)
+        except OSError:  # includes timeouts: a client that stopped reading for that long is gone
+            self.kill()
+        finally:
+            self._drainer = None
+
+    def write_now(self, frame):
+        """Write `frame` after everything pending, blocking this greenlet (not the hub)."""
+        self.write(frame)
+        if self._drainer is not None:
+            self._drainer.join()
+        if self._pending and not self.dead:
+            self._drainer = gevent.getcurrent()
+            self._drain()
+
+    def kill(self):
+        """Drop what is pending and end the connection: its reader sees end-of-file."""
+        self.dead = True
+        self._pending.clear()
+        self.queued_frames = self.queued_bytes = 0
+        try:
+            self._gsock._sock.shutdown(stdlib_socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class DirectSocket(engineio.socket.Socket):
+    """An Engine.IO session that writes its websocket frames directly (see the module doc)."""
+
+    wire = None  # set once the session runs on a websocket
+    _ping_timer = None
+
+    # -- sending --------------------------------------------------------------------------
+    def send(self, pkt):
+        wire = self.wire
+        if wire is None:  # long-polling, or not upgraded yet: python-engineio's queue
+            return super().send(pkt)
+        if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
+            if not self.check_ping_timeout():
+                return
+        wire.write(frame_of(pkt))
+
+    def outbox_size(self):
+        """(packets, bytes or None) waiting to be written to this client."""
+        wire = self.wire
+        if wire is None:
+            return self.queue.qsize(), None
+        return wire.queued_frames, wire.queued_bytes
+
+    # -- pings on a timer -----------------------------------------------------------------
+    def schedule_ping(self):
+        if self.last_ping:
+            self.last_ping = None
+            self._stop_ping_timer()
+            timer = self._ping_timer = gevent.get_hub().loop.timer(self.server.ping_interval, ref=False)
+            timer.start(self._ping)
+
+    def _ping(self):
+        self._stop_ping_timer()
+        try:
+            if not self.closing and not self.closed:
+                self.last_ping = time.time()
+                self.send(engineio.packet.Packet(engineio.packet.PING))
+        except Exception:  # runs in the hub
+            log.exception("ping of eio_sid=%s failed", self.sid)
+
+    def _stop_ping_timer(self):
+        timer, self._ping_timer = self._ping_timer, None
+        if timer is not None:
+            timer.close()
+
+    # -- the websocket session --------------------------------------------------------------
+    def _websocket_handler(self, ws):
+        if self.connected and not self._upgrade(ws):
+            return []  # the session goes on polling
+        self.connected = self.upgraded = True
+        self._start_wire(ws)
+        try:
+            self._read_frames(ws)
+        except Exception as exc:  # an undecodable frame escapes python-engineio's decoding
+            log.info("websocket of eio_sid=%s ended (%s): closing", self.sid, type(exc).__name__)
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _upgrade(self, ws):
+        """The polling-to-websocket handshake (probe, then UPGRADE), as python-engineio does it."""
+        self.upgrading = True  # packets sent meanwhile wait in the queue
+        try:
+            probe = engineio.packet.Packet(encoded_packet=self._receive(ws))
+            if probe.packet_type != engineio.packet.PING or probe.data != "probe":
+                log.info("eio_sid=%s: failed websocket upgrade, no PING probe", self.sid)
+                return False
+            ws.send(engineio.packet.Packet(engineio.packet.PONG, data="probe").encode())
+            self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))  # ends the pending poll
+            upgrade = engineio.packet.Packet(encoded_packet=self._receive(ws))
+            if upgrade.packet_type != engineio.packet.UPGRADE:
+                log.info("eio_sid=%s: failed websocket upgrade, no UPGRADE packet", self.sid)
+                return False
+            return True
+        finally:
+            self.upgrading = False
+
+    def _start_wire(self, ws):
+        """Move what the queue still holds onto the wire; from here on sends go to the wire."""
+        wire = Wire(ws._sock.handler.socket, self.server.flush_scheduler)
+        while True:
+            try:
+                pkt = self.queue.get_nowait()
+            except Empty:
+                break
+            self.queue.task_done()
+            if pkt is not None:
+                wire.write(frame_of(pkt))
+        self.wire = wire
+
+    def _receive(self, ws):
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    def _read_frames(self, ws):
+        while not self.closed:
+            data = self._receive(ws)
+            if data is None:  # the client closed the connection
+                return
+            try:
+                self.receive(engineio.packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                continue
+
+    # -- closing --------------------------------------------------------------------------
+    def close(self, wait=True, abort=False, reason=None):
+        self._stop_ping_timer()
+        wire = self.wire
+        if wire is None:
+            return super().close(wait=wait, abort=abort, reason=reason)
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        self.server._trigger_event("disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT,
+                                   run_async=False)
+        self.closed = True
+        if abort:
+            wire.kill()
+        elif wait and gevent.getcurrent() is not gevent.get_hub():
+            self._finish(wire)
+        else:
+            gevent.spawn(self._finish, wire)
+
+    @staticmethod
+    def _finish(wire):
+        """Deliver what is pending and the CLOSE packet, then end the connection."""
+        try:
+            wire.write_now(frame_of(engineio.packet.Packet(engineio.packet.CLOSE)))
+        finally:
+            wire.kill()
