@@ -28,10 +28,15 @@ import engineio.exceptions
 import engineio.packet
 import engineio.socket
 import gevent
+import wsproto.connection
+import wsproto.events
+import wsproto.utilities
 from gevent.queue import Empty
+from wsproto.connection import ConnectionType
 
 log = logging.getLogger(__name__)
 
+RECV_BYTES = 16384
 TEXT_OPCODE = 0x1
 BINARY_OPCODE = 0x2
 
@@ -62,6 +67,29 @@ def frame_of(pkt):
     if isinstance(encoded, str):
         return websocket_frame(encoded.encode("utf-8"), TEXT_OPCODE)
     return websocket_frame(bytes(encoded), BINARY_OPCODE)
+
+
+def detach(handler):
+    """Take a websocket's TCP connection from gevent-websocket's pywsgi handler.
+
+    Returns a socket of our own (a duplicate descriptor: the handler closes its own when it
+    returns) and the bytes the handler had already read past the handshake. The handler is
+    left without a socket, so it neither reads nor writes the connection again, and marked
+    closed to gevent-websocket, so it sends no close frame on its way out."""
+    original, rfile = handler.socket, handler.rfile
+    sock = original.dup()
+    original.settimeout(0)  # drain the read buffer without waiting for more
+    leftover = b""
+    while True:
+        chunk = rfile.read1(RECV_BYTES)
+        if not chunk:
+            break
+        leftover += chunk
+    handler.websocket.closed = True
+    handler.socket = None
+    environ = handler.environ
+    environ.pop("wsgi.input", None)  # python-socketio keeps the environ; the input holds the read buffer
+    return sock, leftover
 
 
 class FlushScheduler:
@@ -225,28 +253,28 @@ class DirectSocket(engineio.socket.Socket):
 
     # -- the websocket session --------------------------------------------------------------
     def _websocket_handler(self, ws):
+        """Called deep inside the pywsgi handler greenlet once the websocket handshake is done:
+        finish Engine.IO's upgrade if this session was polling, then hand the connection to a
+        session greenlet of its own and let the handler greenlet (and its deep stack) end."""
         if self.connected and not self._upgrade(ws):
             return []  # the session goes on polling
         self.connected = self.upgraded = True
-        self._start_wire(ws)
-        try:
-            self._read_frames(ws)
-        except Exception as exc:  # an undecodable frame escapes python-engineio's decoding
-            log.info("websocket of eio_sid=%s ended (%s): closing", self.sid, type(exc).__name__)
-        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        sock, leftover = detach(ws._sock.handler)
+        self._start_wire(sock)
+        gevent.spawn(self._serve_websocket, sock, leftover)
         return []
 
     def _upgrade(self, ws):
         """The polling-to-websocket handshake (probe, then UPGRADE), as python-engineio does it."""
         self.upgrading = True  # packets sent meanwhile wait in the queue
         try:
-            probe = engineio.packet.Packet(encoded_packet=self._receive(ws))
+            probe = engineio.packet.Packet(encoded_packet=self._receive_handshake(ws))
             if probe.packet_type != engineio.packet.PING or probe.data != "probe":
                 log.info("eio_sid=%s: failed websocket upgrade, no PING probe", self.sid)
                 return False
             ws.send(engineio.packet.Packet(engineio.packet.PONG, data="probe").encode())
             self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))  # ends the pending poll
-            upgrade = engineio.packet.Packet(encoded_packet=self._receive(ws))
+            upgrade = engineio.packet.Packet(encoded_packet=self._receive_handshake(ws))
             if upgrade.packet_type != engineio.packet.UPGRADE:
                 log.info("eio_sid=%s: failed websocket upgrade, no UPGRADE packet", self.sid)
                 return False
@@ -254,9 +282,15 @@ class DirectSocket(engineio.socket.Socket):
         finally:
             self.upgrading = False
 
-    def _start_wire(self, ws):
+    def _receive_handshake(self, ws):
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    def _start_wire(self, sock):
         """Move what the queue still holds onto the wire; from here on sends go to the wire."""
-        wire = Wire(ws._sock.handler.socket, self.server.flush_scheduler)
+        wire = Wire(sock, self.server.flush_scheduler)
         while True:
             try:
                 pkt = self.queue.get_nowait()
@@ -266,22 +300,55 @@ class DirectSocket(engineio.socket.Socket):
             if pkt is not None:
                 wire.write(frame_of(pkt))
         self.wire = wire
+        self.queue = None  # python-engineio's queue (about 2.5 KiB) is not used from here on
 
-    def _receive(self, ws):
-        data = ws.wait()
-        if data and len(data) > self.server.max_http_buffer_size:
-            raise ValueError("packet is too large")
-        return data
+    def _serve_websocket(self, sock, leftover):
+        """The session's long-running greenlet: read frames until the connection ends."""
+        try:
+            self._read_frames(sock, wsproto.connection.Connection(ConnectionType.SERVER, trailing_data=leftover))
+        except Exception as exc:  # an undecodable packet, a packet over the size limit, a dead socket
+            log.info("websocket of eio_sid=%s ended (%s): closing", self.sid, type(exc).__name__)
+        finally:
+            self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+            sock.close()
 
-    def _read_frames(self, ws):
+    def _read_frames(self, sock, conn):
+        """Feed what arrives to wsproto (RFC 6455 framing, masking, UTF-8, control frames) and
+        each complete message to Engine.IO; at most max_http_buffer_size per message."""
+        parts, size, limit = [], 0, self.server.max_http_buffer_size
         while not self.closed:
-            data = self._receive(ws)
-            if data is None:  # the client closed the connection
-                return
-            try:
-                self.receive(engineio.packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                continue
+            for event in conn.events():
+                if isinstance(event, wsproto.events.Message):
+                    size += len(event.data)
+                    if size > limit:
+                        raise ValueError("packet is too large")
+                    parts.append(event.data)
+                    if event.message_finished:
+                        data = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
+                        parts, size = [], 0
+                        self._receive_packet(data)
+                elif isinstance(event, wsproto.events.Ping):
+                    self.wire.write(conn.send(event.response()))
+                elif isinstance(event, wsproto.events.CloseConnection):
+                    self._answer_close(conn, event)
+                    return
+            data = sock.recv(RECV_BYTES)
+            if not data:
+                return  # the client went away
+            conn.receive_data(data)
+
+    def _receive_packet(self, data):
+        try:
+            self.receive(engineio.packet.Packet(encoded_packet=data))
+        except engineio.exceptions.UnknownPacketError:
+            pass
+
+    def _answer_close(self, conn, event):
+        """The client closed (or broke the protocol): answer with a close frame, then end."""
+        try:
+            self.wire.write_now(conn.send(event.response()))
+        except (wsproto.utilities.LocalProtocolError, OSError):
+            pass
 
     # -- closing --------------------------------------------------------------------------
     def close(self, wait=True, abort=False, reason=None):
