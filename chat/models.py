@@ -55,8 +55,13 @@ class Message(models.Model):
             "room": room_name or self.room.name,
             "user": self.author,
             "text": self.text,
-            "ts": self.created_at.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
+            "ts": wire_time(self.created_at),
         }
+
+
+def wire_time(moment):
+    """A Message's `ts`: UTC, ISO 8601 with a Z."""
+    return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 class Node(models.Model):

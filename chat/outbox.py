@@ -75,16 +75,22 @@ class BoundedServer(socketio.Server):
             self._cut(eio_sid, "undecodable packet")
 
     def _send_eio_packet(self, eio_sid, eio_pkt):
-        if eio_sid in self._cutting:
-            return
         socket = self.eio.sockets.get(eio_sid)
-        if socket is None or socket.closed:  # as engineio's _get_socket: nothing to send to
+        if socket is None or socket.closed or eio_sid in self._cutting:  # nothing to send to
+            return
+        framed = self._framed(eio_pkt)
+        wire, frame = getattr(socket, "wire", None), framed.frame
+        if wire is not None and frame is not None:  # the common case, kept short: once per recipient
+            if wire.queued_frames >= self.max_packets or wire.queued_bytes + len(frame) > self.max_bytes:
+                self._cut(eio_sid, f"outbox full: {wire.queued_frames} packets, {wire.queued_bytes} bytes queued")
+            else:
+                wire.write(frame)
             return
         reason = self._overflow(socket, eio_pkt)
         if reason:
             self._cut(eio_sid, reason)
             return
-        socket.send(self._framed(eio_pkt))  # the socket is in hand: no second lookup per recipient
+        socket.send(framed)  # the socket is in hand: no second lookup per recipient
 
     def _framed(self, eio_pkt):
         if eio_pkt is not self._last_packet:
@@ -134,15 +140,15 @@ class FrameText(str):
 
 
 class FramedPacket(engineio.packet.Packet):
-    """The same packet for every recipient of a broadcast: encoded once."""
+    """The same packet for every recipient of a broadcast: encoded once, and for websocket
+    recipients framed once (`frame`; None for binary packets)."""
 
     def __init__(self, original):
         super().__init__(original.packet_type, original.data)
-        self._text = None
+        self._text = None if self.binary else FrameText(super().encode())
+        self.frame = None if self.binary else self._text.frame
 
     def encode(self, b64=False):
-        if self.binary or b64:
+        if self._text is None or b64:
             return super().encode(b64=b64)
-        if self._text is None:
-            self._text = FrameText(super().encode())
         return self._text
