@@ -47,8 +47,8 @@ class LocalDelivery:
             self._feed.accept(message["room"], message)
 
     def emit_local(self, event, data, room):
-        """Emit to this process's members of `room` only."""
-        socketio.Manager.emit(self, event, data, namespace=NAMESPACE, room=room)
+        """Emit to this process's members of `room` only (chat.outbox's broadcast path)."""
+        self.server.emit_to_local_room(event, data, room, namespace=NAMESPACE)
 
 
 class InProcessManager(LocalDelivery, socketio.Manager):

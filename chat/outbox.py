@@ -74,11 +74,27 @@ class BoundedServer(socketio.Server):
             log.info("undecodable packet from eio_sid=%s (%s): disconnecting", eio_sid, type(exc).__name__)
             self._cut(eio_sid, "undecodable packet")
 
+    def emit_to_local_room(self, event, data, room, namespace="/"):
+        """Send one event to this process's members of `room` (room messages, presence):
+        packet encoded and framed once, then handed to each member's connection."""
+        members = self.manager.rooms.get(namespace, {}).get(room)
+        if not members:
+            return
+        encoded = self.packet_class(socketio.packet.EVENT, namespace=namespace, data=[event, data]).encode()
+        if not isinstance(encoded, str):  # binary attachments: python-socketio's general path
+            socketio.Manager.emit(self.manager, event, data, namespace=namespace, room=room)
+            return
+        framed = FramedPacket(engineio.packet.Packet(engineio.packet.MESSAGE, encoded))
+        sockets = self.eio.sockets
+        for eio_sid in list(members.values()):
+            self._send_framed(eio_sid, sockets.get(eio_sid), framed)
+
     def _send_eio_packet(self, eio_sid, eio_pkt):
-        socket = self.eio.sockets.get(eio_sid)
+        self._send_framed(eio_sid, self.eio.sockets.get(eio_sid), self._framed(eio_pkt))
+
+    def _send_framed(self, eio_sid, socket, framed):
         if socket is None or socket.closed or eio_sid in self._cutting:  # nothing to send to
             return
-        framed = self._framed(eio_pkt)
         wire, frame = getattr(socket, "wire", None), framed.frame
         if wire is not None and frame is not None:  # the common case, kept short: once per recipient
             if wire.queued_frames >= self.max_packets or wire.queued_bytes + len(frame) > self.max_bytes:
@@ -86,6 +102,7 @@ class BoundedServer(socketio.Server):
             else:
                 wire.write(frame)
             return
+        eio_pkt = framed
         reason = self._overflow(socket, eio_pkt)
         if reason:
             self._cut(eio_sid, reason)

@@ -122,11 +122,12 @@ class Wire:
     """The outgoing bytes of one websocket session. `queued_frames`/`queued_bytes` count
     what was handed to `write` and is not yet in the kernel's send buffer."""
 
-    __slots__ = ("_gsock", "_scheduler", "_pending", "queued_frames", "queued_bytes",
+    __slots__ = ("_gsock", "_send_now", "_scheduler", "_pending", "queued_frames", "queued_bytes",
                  "_scheduled", "_drainer", "dead")
 
     def __init__(self, gsock, scheduler):
-        self._gsock = gsock  # the gevent socket of the pywsgi connection
+        self._gsock = gsock  # this session's gevent socket
+        self._send_now = gsock._sock.send  # the non-blocking OS socket under it: send() never waits
         self._scheduler = scheduler
         self._pending = []
         self.queued_frames = 0
@@ -148,18 +149,20 @@ class Wire:
     def flush(self):
         """Write what is pending without blocking; what does not fit goes to a drain greenlet."""
         self._scheduled = False
-        if self._drainer is not None or self.dead or not self._pending:
+        pending = self._pending
+        if self._drainer is not None or self.dead or not pending:
             return
-        data = self._take()
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         try:
-            sent = self._gsock._sock.send(data)  # the non-blocking OS socket under gevent's
+            sent = self._send_now(data)
         except BlockingIOError:
             sent = 0
         except OSError:
             self.kill()
             return
         if sent < len(data):
-            self._pending.append(data[sent:])
+            pending.append(data[sent:])
             self.queued_bytes = len(data) - sent
             self._drainer = gevent.spawn(self._drain)
         else:
