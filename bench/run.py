@@ -522,7 +522,7 @@ def start_profilers(bench, deployment, run_id, seconds):
     for pid in deployment.pids:
         path = folder / f"run{run_id}-{deployment.label}-{pid}.txt"
         try:
-            proc = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", "100",
+            proc = subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds)), "-r", str(bench.args.py_spy_rate),
                                      "--nonblocking", "-f", "raw", "-o", str(path)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError as exc:
@@ -926,6 +926,7 @@ def parse_args(argv):
     parser.add_argument("--py-spy", metavar="DIR",
                         help="profile our server processes with py-spy during each measured traffic window "
                              "(raw collapsed stacks into DIR; adds some overhead, so figures are not comparable)")
+    parser.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy samples per second")
     args = parser.parse_args(argv)
     try:
         args.scenario_list = sorted({int(x) for x in args.scenarios.split(",") if x.strip()})

@@ -55,20 +55,20 @@ def _stored_by_nonce(drafts):
     """Messages already stored under the drafts' (room, author, nonce), keyed so.
 
     One statement; each term names the room's id, author and nonce, so the database looks
-    each one up in the unique (room, author, nonce) index."""
+    each one up in the unique (room, author, nonce) index. A retry is rare: usually nothing
+    matches and no row is read."""
     keyed = [d for d in drafts if d.nonce]
     if not keyed:
         return {}
     term = f"({SQL.room} = (SELECT id FROM {SQL.rooms} WHERE name = %s) AND {SQL.author} = %s AND {SQL.nonce} = %s)"
-    sql = f"SELECT * FROM {SQL.table} WHERE " + " OR ".join([term] * len(keyed))
     params = [value for d in keyed for value in (d.room, d.author, d.nonce)]
-    names = {}
-    found = {}
-    for m in Message.objects.raw(sql, params):
-        if m.room_id not in names:
-            names[m.room_id] = Room.objects.values_list("name", flat=True).get(id=m.room_id)
-        found[(names[m.room_id], m.author, m.nonce)] = m.to_wire(names[m.room_id])
-    return found
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {SQL.table} WHERE " + " OR ".join([term] * len(keyed)), params)
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return {}
+    found = Message.objects.filter(id__in=ids).select_related("room")
+    return {(m.room.name, m.author, m.nonce): m.to_wire(m.room.name) for m in found}
 
 
 class SQL:
