@@ -85,9 +85,14 @@ class BoundedServer(socketio.Server):
             socketio.Manager.emit(self.manager, event, data, namespace=namespace, room=room)
             return
         framed = FramedPacket(engineio.packet.Packet(engineio.packet.MESSAGE, encoded))
-        sockets = self.eio.sockets
-        for eio_sid in list(members.values()):
-            self._send_framed(eio_sid, sockets.get(eio_sid), framed)
+        frame, sockets, cutting = framed.frame, self.eio.sockets, self._cutting
+        for eio_sid in list(members.values()):  # the hot loop of a broadcast: one wire.offer each
+            socket = sockets.get(eio_sid)
+            wire = getattr(socket, "wire", None)
+            if wire is None or socket.closed or eio_sid in cutting:
+                self._send_framed(eio_sid, socket, framed)  # long-polling, closing: the general path
+            elif not wire.offer(frame, self.max_packets, self.max_bytes):
+                self._cut_full(eio_sid, wire)
 
     def _send_eio_packet(self, eio_sid, eio_pkt):
         self._send_framed(eio_sid, self.eio.sockets.get(eio_sid), self._framed(eio_pkt))
@@ -96,11 +101,9 @@ class BoundedServer(socketio.Server):
         if socket is None or socket.closed or eio_sid in self._cutting:  # nothing to send to
             return
         wire, frame = getattr(socket, "wire", None), framed.frame
-        if wire is not None and frame is not None:  # the common case, kept short: once per recipient
-            if wire.queued_frames >= self.max_packets or wire.queued_bytes + len(frame) > self.max_bytes:
-                self._cut(eio_sid, f"outbox full: {wire.queued_frames} packets, {wire.queued_bytes} bytes queued")
-            else:
-                wire.write(frame)
+        if wire is not None and frame is not None:
+            if not wire.offer(frame, self.max_packets, self.max_bytes):
+                self._cut_full(eio_sid, wire)
             return
         eio_pkt = framed
         reason = self._overflow(socket, eio_pkt)
@@ -108,6 +111,9 @@ class BoundedServer(socketio.Server):
             self._cut(eio_sid, reason)
             return
         socket.send(framed)  # the socket is in hand: no second lookup per recipient
+
+    def _cut_full(self, eio_sid, wire):
+        self._cut(eio_sid, f"outbox full: {wire.queued_frames} packets, {wire.queued_bytes} bytes queued")
 
     def _framed(self, eio_pkt):
         if eio_pkt is not self._last_packet:

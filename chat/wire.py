@@ -137,14 +137,20 @@ class Wire:
         self.dead = False
 
     def write(self, frame):
-        if self.dead:
-            return
-        self._pending.append(frame)
-        self.queued_frames += 1
-        self.queued_bytes += len(frame)
-        if not self._scheduled and self._drainer is None:
-            self._scheduled = True
-            self._scheduler.add(self)
+        self.offer(frame, float("inf"), float("inf"))
+
+    def offer(self, frame, max_frames, max_bytes):
+        """Queue `frame` unless that would pass the limits: then False (the caller cuts)."""
+        if self.queued_frames >= max_frames or self.queued_bytes + len(frame) > max_bytes:
+            return False
+        if not self.dead:
+            self._pending.append(frame)
+            self.queued_frames += 1
+            self.queued_bytes += len(frame)
+            if not self._scheduled and self._drainer is None:
+                self._scheduled = True
+                self._scheduler.add(self)
+        return True
 
     def flush(self):
         """Write what is pending without blocking; what does not fit goes to a drain greenlet."""
