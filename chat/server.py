@@ -91,6 +91,9 @@ def build_runtime():
         ping_interval=settings.CHAT_PING_INTERVAL_SECS, ping_timeout=settings.CHAT_PING_TIMEOUT_SECS,
         cors_allowed_origins=settings.CHAT_ALLOWED_ORIGINS or None,
         logger=False, engineio_logger=False,
+        # A connection's events run one at a time, in order, in its session greenlet: no
+        # greenlet per event, and a `send` right after a `join` never overtakes it.
+        async_handlers=False,
     )
     presence = Presence()
     service = None
