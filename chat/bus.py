@@ -43,8 +43,10 @@ class LocalDelivery:
         self._control = handler
 
     def deliver_here(self, messages):
-        for message in messages:
-            self._feed.accept(message["room"], message)
+        """A batch goes out with one write per member connection (chat.wire corking)."""
+        with self.server.eio.flush_scheduler.corking():
+            for message in messages:
+                self._feed.accept(message["room"], message)
 
     def emit_local(self, event, data, room):
         """Emit to this process's members of `room` only (chat.outbox's broadcast path)."""

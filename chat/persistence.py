@@ -51,7 +51,7 @@ def create_room(name):
     Room.objects.bulk_create([Room(name=name)], ignore_conflicts=True)
 
 
-def _stored_by_nonce(drafts):
+def _stored_by_nonce(cursor, drafts):
     """Messages already stored under the drafts' (room, author, nonce), keyed so.
 
     One statement; each term names the room's id, author and nonce, so the database looks
@@ -62,9 +62,8 @@ def _stored_by_nonce(drafts):
         return {}
     term = f"({SQL.room} = (SELECT id FROM {SQL.rooms} WHERE name = %s) AND {SQL.author} = %s AND {SQL.nonce} = %s)"
     params = [value for d in keyed for value in (d.room, d.author, d.nonce)]
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id FROM {SQL.table} WHERE " + " OR ".join([term] * len(keyed)), params)
-        ids = [row[0] for row in cursor.fetchall()]
+    cursor.execute(f"SELECT id FROM {SQL.table} WHERE " + " OR ".join([term] * len(keyed)), params)
+    ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return {}
     found = Message.objects.filter(id__in=ids).select_related("room")
@@ -82,41 +81,44 @@ class SQL:
     nonce = quote("nonce")
     insert = (f"INSERT INTO {table} ({room}, {quote('seq')}, {author}, {quote(Message._meta.get_field('user').column)}, "
               f"{quote('text')}, {quote('created_at')}, {nonce}) VALUES (%s, %s, %s, %s, %s, %s, %s)")
+    reserve = f"UPDATE {rooms} SET last_seq = last_seq + %s WHERE name = %s RETURNING id, last_seq"
 
 
-def _reserve_seqs(room_name, count):
+def _reserve_seqs(cursor, room_name, count):
     """Lock the room row and reserve `count` ids; returns (room_id, first_id) or None."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {SQL.rooms} SET last_seq = last_seq + %s WHERE name = %s RETURNING id, last_seq",
-            [count, room_name],
-        )
-        row = cursor.fetchone()
+    cursor.execute(SQL.reserve, [count, room_name])
+    row = cursor.fetchone()
     return None if row is None else (row[0], row[1] - count + 1)
+
+
+def _split_repeats(drafts, stored):
+    """Per draft: a Posted for a nonce already stored, the index of an earlier draft with the
+    same nonce, or None (to store); and the drafts to store, by room."""
+    results = [None] * len(drafts)
+    fresh = defaultdict(list)  # room -> [(index, draft)]
+    first_index = {}
+    for index, draft in enumerate(drafts):
+        key = (draft.room, draft.author, draft.nonce)
+        if draft.nonce and key in stored:
+            results[index] = Posted(stored[key], created=False)
+        elif draft.nonce and key in first_index:
+            results[index] = first_index[key]  # same nonce twice in one batch
+        else:
+            fresh[draft.room].append((index, draft))
+            if draft.nonce:
+                first_index[key] = index
+    return results, fresh
 
 
 def commit_posts(drafts):
     """Store a batch in one transaction. Returns, per draft, a Posted or a ProtocolError."""
-    with transaction.atomic():
-        stored = _stored_by_nonce(drafts)
-        results = [None] * len(drafts)
-        fresh = defaultdict(list)  # room -> [(index, draft)]
-        first_index = {}
-        for index, draft in enumerate(drafts):
-            key = (draft.room, draft.author, draft.nonce)
-            if draft.nonce and key in stored:
-                results[index] = Posted(stored[key], created=False)
-            elif draft.nonce and key in first_index:
-                results[index] = first_index[key]  # same nonce twice in one batch
-            else:
-                fresh[draft.room].append((index, draft))
-                if draft.nonce:
-                    first_index[key] = index
+    with transaction.atomic(), connection.cursor() as cursor:
+        results, fresh = _split_repeats(drafts, _stored_by_nonce(cursor, drafts))
         now = timezone.now()
         stamp, ts = connection.ops.adapt_datetimefield_value(now), wire_time(now)
         rows = []
         for room_name in sorted(fresh):
-            reserved = _reserve_seqs(room_name, len(fresh[room_name]))
+            reserved = _reserve_seqs(cursor, room_name, len(fresh[room_name]))
             for offset, (index, draft) in enumerate(fresh[room_name]):
                 if reserved is None:
                     results[index] = ProtocolError(INVALID_ROOM, f"room {room_name} does not exist")
@@ -126,8 +128,7 @@ def commit_posts(drafts):
                 wire = {"id": seq, "room": room_name, "user": draft.author, "text": draft.text, "ts": ts}
                 results[index] = Posted(wire, created=True)
         if rows:
-            with connection.cursor() as cursor:
-                cursor.executemany(SQL.insert, rows)
+            cursor.executemany(SQL.insert, rows)
     return [Posted(results[r].message, created=False) if isinstance(r, int) else r for r in results]
 
 

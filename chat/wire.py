@@ -21,6 +21,7 @@ unchanged: the same frames, in the same order.
 """
 import logging
 import socket as stdlib_socket
+from contextlib import contextmanager
 import struct
 import time
 
@@ -93,28 +94,46 @@ def detach(handler):
 
 
 class FlushScheduler:
-    """Flushes each wire written to during one turn of the event loop, once, as it ends.
+    """Decides when wires write. Uncorked (the usual case), a frame for an idle wire is
+    written at once. Inside `corked()` (delivering a batch of messages) frames are gathered
+    per wire and each wire is written once when the batch ends. Frames that arrive while a
+    wire already has bytes pending are flushed when the current turn of the event loop ends.
 
-    Owned by the Socket.IO server (one per process); the list it holds is emptied by the
-    hub callback it schedules, so it never holds more than the wires of one turn."""
+    Owned by the Socket.IO server (one per process); the wires it holds are written and
+    released within the batch or turn that added them."""
 
     def __init__(self):
         self._due = []
         self._scheduled = False
+        self.corked = 0
+
+    @contextmanager
+    def corking(self):
+        self.corked += 1
+        try:
+            yield
+        finally:
+            self.corked -= 1
+            if not self.corked:
+                self._flush_due()
 
     def add(self, wire):
         self._due.append(wire)
-        if not self._scheduled:
+        if not self._scheduled and not self.corked:
             self._scheduled = True
-            gevent.get_hub().loop.run_callback(self._flush_due)
+            gevent.get_hub().loop.run_callback(self._flush_due_at_turn_end)
+
+    def _flush_due_at_turn_end(self):
+        self._scheduled = False
+        if not self.corked:
+            self._flush_due()
 
     def _flush_due(self):
         due, self._due = self._due, []
-        self._scheduled = False
         for wire in due:
             try:
                 wire.flush()
-            except Exception:  # runs in the hub: never let one wire stop the others
+            except Exception:  # may run in the hub: never let one wire stop the others
                 log.exception("flushing a websocket failed")
 
 
@@ -140,26 +159,36 @@ class Wire:
         self.offer(frame, float("inf"), float("inf"))
 
     def offer(self, frame, max_frames, max_bytes):
-        """Queue `frame` unless that would pass the limits: then False (the caller cuts)."""
+        """Write or queue `frame` unless that would pass the limits: then False (the caller cuts)."""
         if self.queued_frames >= max_frames or self.queued_bytes + len(frame) > max_bytes:
             return False
-        if not self.dead:
-            self._pending.append(frame)
-            self.queued_frames += 1
-            self.queued_bytes += len(frame)
-            if not self._scheduled and self._drainer is None:
-                self._scheduled = True
-                self._scheduler.add(self)
+        if self.dead:
+            return True
+        pending = self._pending
+        if not pending and self._drainer is None and not self._scheduler.corked:
+            self._write_or_keep(frame, 1)  # an idle wire: straight to the socket
+            return True
+        pending.append(frame)
+        self.queued_frames += 1
+        self.queued_bytes += len(frame)
+        if not self._scheduled and self._drainer is None:
+            self._scheduled = True
+            self._scheduler.add(self)
         return True
 
     def flush(self):
-        """Write what is pending without blocking; what does not fit goes to a drain greenlet."""
+        """Write what is pending without blocking."""
         self._scheduled = False
         pending = self._pending
         if self._drainer is not None or self.dead or not pending:
             return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
+        frames = self.queued_frames
+        data = self._take()
+        self.queued_frames = self.queued_bytes = 0
+        self._write_or_keep(data, frames)
+
+    def _write_or_keep(self, data, frames):
+        """One non-blocking send; what does not fit waits for a drain greenlet."""
         try:
             sent = self._send_now(data)
         except BlockingIOError:
@@ -167,12 +196,11 @@ class Wire:
         except OSError:
             self.kill()
             return
-        if sent < len(data):
-            pending.append(data[sent:])
-            self.queued_bytes = len(data) - sent
+        if sent < len(data):  # the kernel's buffer is full: keep the rest for a drain greenlet
+            self._pending.append(data[sent:])
+            self.queued_frames += frames
+            self.queued_bytes += len(data) - sent
             self._drainer = gevent.spawn(self._drain)
-        else:
-            self.queued_frames = self.queued_bytes = 0
 
     def _take(self):
         pending = self._pending
