@@ -7,15 +7,17 @@ decode (it logs a traceback per packet, and a bad binary attachment jams the con
 or a websocket frame python-engineio cannot decode (its handler ends without closing the
 session). Each is refused here with one log line; undecodable input disconnects.
 
-Bounded: python-socketio hands every packet for a connection to Engine.IO's per-socket
-queue, which has no bound. `BoundedServer` checks that queue before each packet: past
-CHAT_MAX_OUTBOX packets or CHAT_MAX_OUTBOX_BYTES queued bytes the connection is cut (closed
-at the Engine.IO level, so socket.io-client reconnects by itself) with a logged reason; it
-recovers what it missed with `join {since}`. The close runs in its own greenlet: the packet
-being sent may be one of a room broadcast that is still iterating over the room.
-
-Bounded, on a websocket: frames wait in the session's chat.wire `Wire` only while the
-kernel's send buffer is full; the same two limits apply to what waits there.
+Bounded: what waits for a slow reader is bounded. On a websocket, frames wait in the
+session's chat.wire `Wire` only while the kernel's send buffer is full; on long-polling, in
+Engine.IO's per-socket queue until the next poll. Before each broadcast packet (room
+messages, presence, typing) `BoundedServer` checks what waits: past CHAT_MAX_OUTBOX packets
+or CHAT_MAX_OUTBOX_BYTES bytes the connection is cut (closed at the Engine.IO level, so
+socket.io-client reconnects by itself) with a logged reason; it recovers what it missed
+with `join {since}`. Replies to the client's own requests (acks, among them a catch-up page
+of up to CHAT_SINCE_MAX messages) are not counted: one per request, so the client's own
+request rate (rate-limited) bounds them, and refusing a catch-up page over the byte limit
+would leave a client that can never catch up. The close runs in its own greenlet: the
+packet being sent may be one of a room broadcast that is still iterating over the room.
 
 Cheap: a room broadcast hands the same Engine.IO packet object to every recipient, so
 `BoundedServer` wraps it once in a `FramedPacket` whose websocket frame (UTF-8 bytes plus
