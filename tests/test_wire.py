@@ -138,3 +138,26 @@ def test_a_connection_reset_mid_session_leaves_no_ghost(chat_server, clients):
     raw.ws.sock.close()  # RST, no close frame
     watcher.wait_for("presence", lambda d: d["user"] == name and d["action"] == "leave")
     assert watcher.call("join", {"room": room})["members"] == [watcher.name]
+
+
+def test_a_connections_events_run_in_order(chat_server):
+    """A send pipelined right behind its join (one TCP write) is handled after the join."""
+    raw = RawSocket(chat_server.url)
+    try:
+        raw.connect(name=unique("eager"))
+        room = unique("room")
+        packets = ['421["join",{"room":"%s"}]' % room, '422["send",{"room":"%s","text":"first!"}]' % room]
+        raw.ws.sock.sendall(b"".join(websocket.ABNF.create_frame(p, websocket.ABNF.OPCODE_TEXT).format()
+                                     for p in packets))
+        acks = []
+        while len(acks) < 2:
+            frame = raw.ws.recv()
+            if frame == "2":
+                raw.ws.send("3")
+            elif frame.startswith("43"):
+                acks.append(frame)
+        assert [a[:3] for a in acks] == ["431", "432"], acks
+        sent = json.loads(acks[1][3:])[0]
+        assert sent["ok"] and sent["message"]["text"] == "first!", sent
+    finally:
+        raw.close()
