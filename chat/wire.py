@@ -75,8 +75,8 @@ def detach(handler):
 
     Returns a socket of our own (a duplicate descriptor: the handler closes its own when it
     returns) and the bytes the handler had already read past the handshake. The handler is
-    left without a socket, so it neither reads nor writes the connection again, and marked
-    closed to gevent-websocket, so it sends no close frame on its way out."""
+    left without a socket, so it neither reads nor writes the connection again, and its
+    websocket is marked closed, so gevent-websocket sends no close frame on its way out."""
     original, rfile = handler.socket, handler.rfile
     sock = original.dup()
     original.settimeout(0)  # drain the read buffer without waiting for more
@@ -87,6 +87,10 @@ def detach(handler):
             break
         leftover += chunk
     handler.websocket.closed = True
+    # ...and without a handler: gevent-websocket's close() on an already closed websocket
+    # (its __del__ calls it) would otherwise build a throwaway class per connection, garbage
+    # that only the cyclic collector frees, fragmenting the heap under connection churn
+    handler.websocket.handler = None
     handler.socket = None
     environ = handler.environ
     environ.pop("wsgi.input", None)  # python-socketio keeps the environ; the input holds the read buffer
