@@ -131,7 +131,8 @@ class ChatService:
             if who.user_id is not None and not self.store.read(identity.account_is_active, who.user_id):
                 raise ProtocolError(protocol.INVALID_TOKEN, "the account of this token is no longer active")
             return who, True
-        user = self.store.read(identity.user_for_session, identity.session_key_from_environ(environ))
+        session_key = identity.session_key_from_environ(environ)
+        user = self.store.read(identity.user_for_session, session_key) if session_key else None
         if user is not None:
             return identity.Identity(protocol.user_name(user.get_username()), user.pk), True
         if name is None:

@@ -1,18 +1,21 @@
-"""The websocket transport of an Engine.IO session, without a greenlet per direction.
+"""The websocket transport of an Engine.IO session: one greenlet, direct writes, timed pings.
 
 python-engineio gives every websocket session three greenlets: the reader (the pywsgi
-handler), a writer draining a queue, and a ping task sleeping 25 s between pings. Each
-greenlet keeps its own Python data stack, and every delivery costs a queue hand-off and a
-switch to the writer. `DirectSocket` (an `engineio.socket.Socket` subclass chosen at
-connect) keeps the reader and drops the other two:
+handler, whose deep stack and read buffer stay for the connection's life), a writer
+draining a queue, and a ping task sleeping 25 s between pings. Each greenlet keeps its own
+Python data stack, and every delivery costs a queue hand-off and a switch to the writer.
+`DirectSocket` (an `engineio.socket.Socket` subclass chosen at connect) instead:
 
-- Writes: once upgraded, `send` appends the packet's websocket frame to the session's
-  `Wire`. The server's `FlushScheduler` flushes every wire written to during one turn of
-  the event loop when that turn ends, so everything queued for one connection in that turn
-  (a commit batch of messages, a join ack and the live messages after it) leaves in order
-  in ONE non-blocking `send()`. When the kernel's send buffer is full, the rest waits in the
-  wire and a drain greenlet, alive only until the socket catches up, writes it. How much may
-  wait is bounded by chat.outbox (CHAT_MAX_OUTBOX / CHAT_MAX_OUTBOX_BYTES).
+- Reads: once the websocket handshake is done, `detach` takes the TCP connection from the
+  pywsgi handler (which then ends) and the session gets one shallow greenlet of its own.
+  It reads with wsproto (RFC 6455 framing, masking, UTF-8, ping/pong/close) and runs the
+  connection's events there, one at a time, in order.
+- Writes: `send` hands the packet's websocket frame to the session's `Wire`. A frame for an
+  idle wire goes out at once in one non-blocking `send()`. While the server delivers a batch
+  of committed messages, the `FlushScheduler` is corked: each wire gathers its frames and is
+  written once when the batch ends. When the kernel's send buffer is full, the rest waits
+  in the wire and a drain greenlet, alive only until the socket catches up, writes it; how
+  much may wait is bounded by chat.outbox (CHAT_MAX_OUTBOX / CHAT_MAX_OUTBOX_BYTES).
 - Pings: a libev timer per session (a few hundred bytes) instead of a sleeping greenlet.
 
 Long-polling sessions keep python-engineio's queue and behave exactly as before; a session
@@ -21,9 +24,9 @@ unchanged: the same frames, in the same order.
 """
 import logging
 import socket as stdlib_socket
-from contextlib import contextmanager
 import struct
 import time
+from contextlib import contextmanager
 
 import engineio.exceptions
 import engineio.packet
@@ -99,7 +102,7 @@ def detach(handler):
 
 class FlushScheduler:
     """Decides when wires write. Uncorked (the usual case), a frame for an idle wire is
-    written at once. Inside `corked()` (delivering a batch of messages) frames are gathered
+    written at once. Inside `corking()` (delivering a batch of messages) frames are gathered
     per wire and each wire is written once when the batch ends. Frames that arrive while a
     wire already has bytes pending are flushed when the current turn of the event loop ends.
 
