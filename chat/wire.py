@@ -413,10 +413,11 @@ class DirectSocket(engineio.socket.Socket):
         else:
             gevent.spawn(self._finish, wire)
 
-    @staticmethod
-    def _finish(wire):
-        """Deliver what is pending and the CLOSE packet, then end the connection."""
+    def _finish(self, wire):
+        """Deliver what is pending and the CLOSE packet, then end the connection. A client that
+        does not take it within ping_timeout is not waited for any longer."""
         try:
-            wire.write_now(frame_of(engineio.packet.Packet(engineio.packet.CLOSE)))
+            with gevent.Timeout(self.server.ping_timeout, False):
+                wire.write_now(frame_of(engineio.packet.Packet(engineio.packet.CLOSE)))
         finally:
             wire.kill()

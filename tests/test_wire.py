@@ -2,6 +2,7 @@
 pings on timers, direct writes bounded by the outbox limits, the hand-over of a connection
 from the pywsgi handler (bytes that arrive with the upgrade), and RFC 6455 control frames."""
 import json
+import os
 import socket
 import time
 
@@ -161,3 +162,39 @@ def test_a_connections_events_run_in_order(chat_server):
         assert sent["ok"] and sent["message"]["text"] == "first!", sent
     finally:
         raw.close()
+
+
+def socket_fds(pid):
+    """How many sockets process `pid` has open."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return count
+
+
+def test_a_stalled_reader_under_the_outbox_limit_is_released_after_its_ping_timeout(start_server, clients):
+    """Its backlog stays under the limits, so only the ping timeout ends it: closing must
+    not wait forever for a socket that never drains."""
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_PING_INTERVAL_SECS=4, CHAT_PING_TIMEOUT_SECS=2,
+                          CHAT_MAX_OUTBOX=100_000, CHAT_MAX_OUTBOX_BYTES=256 * 1024 * 1024)
+    room = unique("room")
+    a = clients(server.url).connect(name="talker")
+    a.join(room)
+    sockets_before = socket_fds(server.pid)
+    stalled = RawSocket(server.url, rcvbuf=4096)
+    try:
+        stalled.connect(name="frozen")
+        assert stalled.call("join", {"room": room})["ok"]
+        started = time.monotonic()
+        for i in range(1500):  # ~6 MB: more than the kernel buffers hold, far under the limit
+            a.send(room, f"{i} " + "x" * 3900)
+        assert time.monotonic() - started < 4  # the backlog is there before the first ping is due
+        a.wait_for("presence", lambda d: d["user"] == "frozen" and d["action"] == "leave", timeout=15)
+        wait_until(lambda: socket_fds(server.pid) <= sockets_before, timeout=15,
+                   message="the frozen client's connection closed by the server")
+        assert "outbox full" not in server.output()
+    finally:
+        stalled.close()
