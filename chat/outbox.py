@@ -21,9 +21,10 @@ packet being sent may be one of a room broadcast that is still iterating over th
 
 Cheap: a room broadcast hands the same Engine.IO packet object to every recipient, so
 `BoundedServer` wraps it once in a `FramedPacket` whose websocket frame (UTF-8 bytes plus
-header) is built once for all of them. Each Engine.IO socket becomes a chat.wire
-`DirectSocket` (a subclass, chosen at connect), which writes those frames straight to the
-socket, one system call per connection per turn of the event loop.
+header) is built once for all of them; room messages take a shorter path still
+(`emit_to_local_room`). Each Engine.IO socket becomes a chat.wire `DirectSocket` (a
+subclass, chosen at connect), which writes those frames straight to the socket: one system
+call per connection per message, or per batch of committed messages.
 """
 import logging
 
@@ -77,8 +78,8 @@ class BoundedServer(socketio.Server):
             self._cut(eio_sid, "undecodable packet")
 
     def emit_to_local_room(self, event, data, room, namespace="/"):
-        """Send one event to this process's members of `room` (room messages, presence):
-        packet encoded and framed once, then handed to each member's connection."""
+        """Send one event to this process's members of `room` (the room messages of
+        chat.bus): packet encoded and framed once, then handed to each member's connection."""
         members = self.manager.rooms.get(namespace, {}).get(room)
         if not members:
             return
@@ -107,8 +108,7 @@ class BoundedServer(socketio.Server):
             if not wire.offer(frame, self.max_packets, self.max_bytes):
                 self._cut_full(eio_sid, wire)
             return
-        eio_pkt = framed
-        reason = self._overflow(socket, eio_pkt)
+        reason = self._overflow(socket, framed)
         if reason:
             self._cut(eio_sid, reason)
             return
