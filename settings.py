@@ -167,6 +167,7 @@ CHAT_DB_READERS = env_int("CHAT_DB_READERS", 4)  # socket-side read connections 
 CHAT_HTTP_DB_SLOTS = env_int("CHAT_HTTP_DB_SLOTS", 8)  # HTTP requests using the database at once
 CHAT_DB_QUEUE = env_int("CHAT_DB_QUEUE", 5000)  # pending database jobs before `busy`
 CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)  # messages committed in one transaction
+CHAT_DELIVERY_QUEUE = env_int("CHAT_DELIVERY_QUEUE", 1000)  # committed batches awaiting delivery; then the writer waits
 CHAT_FEED_BUFFER = env_int("CHAT_FEED_BUFFER", 1000)  # out-of-order events held per room
 CHAT_MAX_PAYLOAD_BYTES = env_int("CHAT_MAX_PAYLOAD_BYTES", 64 * 1024)  # Engine.IO packet limit
 CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)

@@ -119,29 +119,55 @@ class RoomFeed:
         gevent.spawn(self._fill, room, track)
 
     def _fill(self, room, track):
-        """Read the missing ids from the database and deliver them in order."""
+        """Read the missing ids from the database and deliver them in order.
+
+        The database is the truth. Rows come from it, not from the copies held in `early`,
+        and the mark never passes the room's last committed id: an id from the bus that the
+        database does not have (a forged or corrupt frame) is dropped, so it cannot make this
+        node skip the real messages after it. The track is checked again after every read:
+        if the room was released here meanwhile (and perhaps joined afresh, with a history
+        that already holds these rows), this fill is stale and stops without sending."""
         try:
             while self._tracks.get(room) is track and track.highest_seen > track.delivered:
                 target = track.highest_seen
                 try:
-                    rows = self._store.read(persistence.messages_between, room, track.delivered,
-                                            target, self._page_limit)
+                    rows, last_id = self._store.read(persistence.gap_fill, room, track.delivered, target,
+                                                     self._page_limit)
                 except ProtocolError as exc:
                     log.warning("gap fill for %s waits: %s", room, exc.message)
                     gevent.sleep(FILL_RETRY_SECS)
                     continue
-                if self._metrics:
-                    self._metrics.recovered(len(rows))
-                for message in rows:
-                    if message["id"] > track.delivered:
-                        self._send(room, track, track.early.pop(message["id"], message))
+                if self._tracks.get(room) is not track:
+                    return
+                self._deliver_rows(room, track, rows)
                 if len(rows) < self._page_limit:
                     # ids up to target missing from the database were deleted: skip them
-                    track.delivered = max(track.delivered, target)
+                    self._skip_to(room, track, target, last_id)
                 self._pop_delivered(track)
                 self._drain_in_fill(room, track)
         finally:
             track.filling = False
+
+    def _deliver_rows(self, room, track, rows):
+        if self._metrics:
+            self._metrics.recovered(len(rows))
+        for message in rows:
+            if message["id"] > track.delivered:
+                track.early.pop(message["id"], None)
+                self._send(room, track, message)
+
+    @staticmethod
+    def _skip_to(room, track, target, last_id):
+        """Move the mark past ids the database lacks, but never past its last id. Ids held
+        or seen above that, up to `target`, were never committed: forget them."""
+        track.delivered = max(track.delivered, min(target, last_id))
+        if target <= last_id:
+            return
+        log.warning("ignored ids %d..%d of %s from the bus: not in the database", last_id + 1, target, room)
+        for seq in [s for s in track.early if s <= target]:
+            del track.early[seq]
+        if track.highest_seen <= target:  # (higher ones arrived during the read: the loop reads again)
+            track.highest_seen = track.delivered
 
     def _drain_in_fill(self, room, track):
         while track.delivered + 1 in track.early:

@@ -27,6 +27,7 @@ subclass, chosen at connect), which writes those frames straight to the socket: 
 call per connection per message, or per batch of committed messages.
 """
 import logging
+import time
 
 import engineio.packet
 import engineio.socket
@@ -108,6 +109,11 @@ class BoundedServer(socketio.Server):
             if not wire.offer(frame, self.max_packets, self.max_bytes):
                 self._cut_full(eio_sid, wire)
             return
+        if ping_timed_out(socket, self.eio.ping_timeout):
+            # socket.send would close it right here, running the disconnect handler (and its
+            # database work) inside whoever is sending: a room broadcast, the delivery greenlet
+            self._cut(eio_sid, "ping timeout", quiet=True)
+            return
         reason = self._overflow(socket, framed)
         if reason:
             self._cut(eio_sid, reason)
@@ -132,9 +138,13 @@ class BoundedServer(socketio.Server):
             return f"outbox full: {size} bytes queued"
         return None
 
-    def _cut(self, eio_sid, reason):
+    def _cut(self, eio_sid, reason, quiet=False):
+        """Close a connection from a greenlet of its own, never inside the caller."""
         self._cutting.add(eio_sid)
-        log.warning("cutting eio_sid=%s: %s (the client recovers with join since)", eio_sid, reason)
+        if quiet:
+            log.info("closing eio_sid=%s: %s", eio_sid, reason)
+        else:
+            log.warning("cutting eio_sid=%s: %s (the client recovers with join since)", eio_sid, reason)
         gevent.spawn(self._close, eio_sid, reason)
 
     def _close(self, eio_sid, reason):
@@ -144,6 +154,12 @@ class BoundedServer(socketio.Server):
             pass
         finally:
             self._cutting.discard(eio_sid)
+
+
+def ping_timed_out(socket, ping_timeout):
+    """True for a long-polling socket that python-engineio would close on its next send."""
+    last_ping = socket.last_ping
+    return bool(last_ping) and time.time() - last_ping > ping_timeout
 
 
 def packet_size(pkt):

@@ -161,6 +161,14 @@ def messages_between(room_name, after, upto, limit):
     return _wire(rows, room_name)
 
 
+def gap_fill(room_name, after, upto, limit):
+    """(messages_between(...), the room's last id): one consistent read for a gap fill, which
+    must not believe an id the database has not committed."""
+    with transaction.atomic():
+        last_id = Room.objects.filter(name=room_name).values_list("last_seq", flat=True).first() or 0
+        return messages_between(room_name, after, min(upto, last_id), limit), last_id
+
+
 def messages_before(room_name, before, limit):
     """Up to `limit` messages with id < before (None: the newest), oldest first; paged by id."""
     rows = Message.objects.filter(room__name=room_name)

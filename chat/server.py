@@ -99,7 +99,8 @@ def build_runtime():
     service = None
     store = Store(settings.CHAT_DB_READERS, settings.CHAT_DB_QUEUE, settings.CHAT_WRITE_BATCH,
                   on_committed=lambda messages: service.messages_committed(messages), metrics=metrics,
-                  concurrent_writes=settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3")
+                  concurrent_writes=settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
+                  delivery_limit=settings.CHAT_DELIVERY_QUEUE)
 
     def deliver_here(room, message):
         manager.emit_local("message", message, room)

@@ -162,7 +162,9 @@ class ChatService:
             self.feed.release(room, self.presence.count(room) > 0)
         log.info("disconnect node=%s sid=%s addr=%s name=%s reason=%s", self.node_id, sid,
                  conn.address if conn else "?", name, reason)
-        self._release(sid, name)
+        # python-engineio may run this handler inside whoever wrote to the socket (a room
+        # broadcast, the store's delivery greenlet): the database work waits in its own greenlet
+        gevent.spawn(self._release, sid, name)
 
     def _release(self, sid, name):
         try:
@@ -286,7 +288,8 @@ class ChatService:
         return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
 
     def message_deleted(self, room, message_id):
-        self.sio.emit("message_deleted", {"room": room, "id": message_id}, room=room)
+        """Called after a deletion commits, possibly inside a store worker: emit from a greenlet of its own."""
+        gevent.spawn(self.sio.emit, "message_deleted", {"room": room, "id": message_id}, room=room)
 
     # -- moderation -------------------------------------------------------------------------
     def ban(self, sid, room, name, reason=""):
@@ -301,8 +304,9 @@ class ChatService:
         return ok(removed=self.store.write(moderation.unban, room, name))
 
     def enforce_ban(self, room, name):
-        """Called after a ban is committed (here or from the admin): every node acts on it."""
-        self.bus.publish_control({"kind": "ban", "room": room, "name": name})
+        """Called after a ban is committed (here or from the admin), possibly inside a store
+        worker: every node acts on it, from a greenlet of its own."""
+        gevent.spawn(self.bus.publish_control, {"kind": "ban", "room": room, "name": name})
 
     def _on_control(self, message):
         if message.get("kind") != "ban":

@@ -6,6 +6,12 @@ CHAT_DB_READERS pool greenlets and ONE message writer greenlet, each holding one
 connection. The socket side of a process therefore holds at most CHAT_DB_READERS + 1
 connections whatever the number of clients. The message writer commits `send`s in batches
 (up to CHAT_WRITE_BATCH per transaction) so ids are assigned and delivered in one order.
+Committed batches are handed, in id order, to ONE delivery greenlet that runs
+`on_committed`: delivery can run client I/O callbacks (a long-polling socket whose ping
+timed out closes when written to, and its disconnect handler queues database work), so it
+must never run inside the writer, which would then wait on its own queue. At most
+CHAT_DELIVERY_QUEUE batches wait for delivery; past that the writer waits (and its queue
+fills, answering `busy`), so a slow delivery slows commits instead of growing memory.
 Other writes (presence directory, room creation) run in the pool when the database takes
 concurrent writers (PostgreSQL); on SQLite they queue behind the single writer, which keeps
 SQLite free of lock waits that would block the gevent hub.
@@ -43,12 +49,14 @@ class _Post:
 
 
 class Store:
-    def __init__(self, readers, queue_limit, batch_limit, on_committed, metrics=None, concurrent_writes=False):
+    def __init__(self, readers, queue_limit, batch_limit, on_committed, metrics=None, concurrent_writes=False,
+                 delivery_limit=1000):
         self._reader_count = readers
         self._reads = Queue(maxsize=queue_limit)
         self._writes = Queue(maxsize=queue_limit)
+        self._deliveries = Queue(maxsize=delivery_limit)  # committed batches, id order
         self._batch_limit = batch_limit
-        self._on_committed = on_committed  # called in the writer, in id order, after each commit
+        self._on_committed = on_committed  # called in the delivery greenlet, in id order, after each commit
         self._metrics = metrics
         self._concurrent_writes = concurrent_writes
         self._workers = []
@@ -58,6 +66,7 @@ class Store:
     def start(self):
         self._workers = [gevent.spawn(self._read_loop) for _ in range(self._reader_count)]
         self._workers.append(gevent.spawn(self._write_loop))
+        self._workers.append(gevent.spawn(self._delivery_loop))
 
     def stop(self):
         gevent.killall(self._workers)
@@ -67,7 +76,7 @@ class Store:
         return self._reader_count + 1
 
     def pending(self):
-        return self._reads.qsize() + self._writes.qsize()
+        return self._reads.qsize() + self._writes.qsize() + self._deliveries.qsize()
 
     def drain(self, timeout_secs):
         """Refuse new work and wait for queued and running jobs; True when all finished."""
@@ -161,15 +170,20 @@ class Store:
                 self._metrics.observe_commit(time.perf_counter() - started, len(batch))
             created = [o.message for o in outcomes if isinstance(o, persistence.Posted) and o.created]
             if created:
-                self._deliver(created)
+                self._deliveries.put(created)  # waits only while CHAT_DELIVERY_QUEUE batches wait
         for job, outcome in zip(batch, outcomes):
             job.result.set(outcome)
 
-    def _deliver(self, messages):
-        try:
-            self._on_committed(messages)
-        except Exception:  # delivery trouble must never un-acknowledge a committed message
-            log.exception("delivering %d committed messages failed", len(messages))
+    def _delivery_loop(self):
+        while True:
+            messages = self._deliveries.get()
+            self._running += 1
+            try:
+                self._on_committed(messages)
+            except Exception:  # delivery trouble must never un-acknowledge a committed message
+                log.exception("delivering %d committed messages failed", len(messages))
+            finally:
+                self._running -= 1
 
     def _failed(self, exc):
         """The answer for a job whose database work raised `exc`."""

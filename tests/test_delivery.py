@@ -117,3 +117,34 @@ def test_messages_arriving_while_a_joiner_reads_are_not_lost_or_doubled(store):
         feed.accept("r", message)
     snap = reader.get(timeout=5)
     assert [m["id"] for m in snap.messages] == [3, 4, 5] and snap.upto == feed.delivered("r") == 5
+
+
+def test_a_fill_that_outlives_its_track_sends_nothing_to_the_next_joiner(store):
+    """Issue 14, point 3: the last member leaves and someone rejoins while a gap fill reads;
+    the new joiner's history holds those rows, so the stale fill must not send them again."""
+    commit("r", 1)
+    feed, delivered = make_feed(store)
+    admit(feed, "r")
+    later = commit("r", 3)  # ids 2..4; the bus "loses" 2 and 3
+    feed.accept("r", later[-1])  # a gap: a fill starts and waits for its database read
+    gevent.sleep(0)  # the fill is now reading
+    feed.release("r", still_members=False)
+    rejoined = admit(feed, "r")
+    assert [m["id"] for m in rejoined.messages] == [1, 2, 3, 4]
+    gevent.sleep(0.2)  # the old fill's read has long returned
+    assert delivered == []
+
+
+def test_an_id_the_database_lacks_does_not_skip_later_messages(store):
+    """Issue 14, point 7: a forged huge id from the bus must not move the delivered mark past
+    real messages committed later."""
+    commit("r", 1)
+    feed, delivered = make_feed(store)
+    admit(feed, "r")
+    feed.accept("r", {"id": 10 ** 9, "room": "r", "user": "mallory", "text": "forged", "ts": 0})
+    settle(lambda: not feed._tracks["r"].filling)
+    real = commit("r", 2)  # ids 2, 3
+    for message in real:
+        feed.accept("r", message)
+    settle(lambda: delivered == [2, 3])
+    assert feed.delivered("r") == 3
