@@ -95,6 +95,8 @@ class RoomFeed:
                 self.check()
             except ProtocolError as exc:
                 log.warning("delivery check skipped: %s", exc.message)
+            except Exception:  # nothing may stop the checks for good
+                log.exception("delivery check failed")
 
     def _send(self, room, track, message):
         track.delivered = message["id"]

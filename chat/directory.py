@@ -6,6 +6,7 @@ lists and counts cover every node. Nodes heartbeat their Node row; a node that s
 (SIGKILL, lost host) is reaped by any other: its rows are deleted in one transaction and
 the reaper announces the `leave`s. Functions run in chat.store's workers.
 """
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db import IntegrityError, connection, transaction
@@ -55,15 +56,26 @@ def _with_counts(room_names):
     return [(room, name, counts.get(room, 0)) for room, name in room_names]
 
 
+@dataclass(frozen=True)
+class Holder:
+    """The connection that held a name before a takeover."""
+
+    node_id: str
+    sid: str
+
+
 def claim(node_id, sid, name, takeover):
-    """Make `name` this connection's. Returns the sid that held it (takeover) or None."""
+    """Make `name` this connection's. Returns the Holder it took the name from, or None.
+    Claiming a name this sid already holds succeeds (a retried re-registration)."""
     key = name.lower()
     with transaction.atomic():
         held = Online.objects.select_for_update().filter(key=key).first()
+        if held is not None and held.sid == sid:
+            return None
         if held is not None:
             if not takeover:
                 raise ProtocolError(NAME_TAKEN, f"{name} is already online")
-            previous = held.sid
+            previous = Holder(held.node_id, held.sid)
             Online.objects.filter(pk=held.pk).update(node_id=node_id, sid=sid, name=name, since=timezone.now())
             return previous
         try:
@@ -72,6 +84,17 @@ def claim(node_id, sid, name, takeover):
         except IntegrityError:
             raise ProtocolError(NAME_TAKEN, f"{name} is already online") from None
     return None
+
+
+def hand_back(sid, previous):
+    """Undo a takeover by `sid` whose connection ended meanwhile: the name is `previous`'s again."""
+    Online.objects.filter(sid=sid).update(node_id=previous.node_id, sid=previous.sid)
+
+
+def unregister_node(node_id):
+    """A node stopping cleanly: remove it and whatever of its connections is left in one go;
+    returns [(room, name, count_after)] for the leaves to announce."""
+    return _remove_nodes([node_id])
 
 
 def release(sid):

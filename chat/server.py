@@ -8,6 +8,7 @@ server runs in the process (management commands, unit tests) `current()` is None
 import logging
 import signal
 import socket
+import time
 from dataclasses import dataclass
 
 import gevent
@@ -46,10 +47,14 @@ class Runtime:
 
     def drain(self, timeout_secs):
         """Graceful stop: drop every transport (clients reconnect, behind a balancer to
-        another node), then let queued database work finish so every ack given holds."""
-        for eio_sid in list(self.sio.eio.sockets):
-            gevent.spawn(self._drop, eio_sid)
-        if not self.store.drain(timeout_secs):
+        another node), take this node out of the directory while the store still takes work,
+        then let queued database work finish so every ack given holds."""
+        deadline = time.monotonic() + timeout_secs
+        drops = [gevent.spawn(self._drop, eio_sid) for eio_sid in list(self.sio.eio.sockets)]
+        gevent.joinall(drops, timeout=timeout_secs / 4)
+        gevent.sleep(0)  # the disconnect handlers' releases are queued by now
+        self.service.unregister_node()
+        if not self.store.drain(max(0.0, deadline - time.monotonic())):
             log.warning("stopping with database work still pending")
 
     def _drop(self, eio_sid):

@@ -53,8 +53,7 @@ class ChatService:
         self._per_address = {}  # client address -> open connections (CHAT_MAX_CONNECTIONS_PER_IP)
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
         self._counts_due = {}  # room -> member count waiting for its throttled announcement
-        self._connecting = set()  # sids whose connect is still waiting on the database
-        self._gone_while_connecting = set()  # ... and of those, the ones that disconnected meanwhile
+        self._reregistering = False  # reaped while alive; cleared once every connection is back
         bus.on_control(self._on_control)
 
     # -- this node in the cluster -------------------------------------------------------------
@@ -68,61 +67,109 @@ class ChatService:
             log.warning("node %s not registered yet: %s", self.node_id, exc.message)
 
     def keep_alive(self, interval_secs, timeout_secs):
-        """Heartbeat this node and reap nodes that stopped heartbeating, forever."""
+        """Heartbeat this node and reap nodes that stopped heartbeating, forever. No error
+        stops it: a node that stops heartbeating is reaped by the others while still alive."""
         while True:
             gevent.sleep(interval_secs)
             try:
-                if not self.store.write(directory.heartbeat, self.node_id):
-                    self._reregister()
-                for sid, name in list(self._unreleased.items()):
-                    del self._unreleased[sid]
-                    self._release(sid, name)
-                self._announce_all(self.store.write(directory.reap, timeout_secs, self.node_id))
+                self._beat(timeout_secs)
             except ProtocolError as exc:
                 log.warning("node heartbeat failed: %s", exc.message)
+            except Exception:
+                log.exception("node heartbeat failed")
+
+    def _beat(self, timeout_secs):
+        if not self.store.write(directory.heartbeat, self.node_id):
+            self._reregistering = True
+        if self._reregistering:
+            self._reregister()
+            self._reregistering = False  # only once every connection is back: else the next beat retries
+        for sid, name in list(self._unreleased.items()):
+            del self._unreleased[sid]
+            self._release(sid, name)
+        self._announce_all(self.store.write(directory.reap, timeout_secs, self.node_id))
 
     def _reregister(self):
-        """We were reaped while alive (a stalled database?): put our connections back."""
+        """We were reaped while alive (a stalled database?): put our connections back. Safe to
+        repeat: a claim or membership this node already holds again is kept."""
         log.warning("node %s was reaped while alive; registering its connections again", self.node_id)
         self.store.write(directory.register_node, self.node_id)
         for sid, who in [(sid, conn.who) for sid, conn in self._connections.items()]:
             try:
                 self.store.write(directory.claim, self.node_id, sid, who.name, False)
-            except ProtocolError:
+            except ProtocolError as exc:
+                if exc.code != protocol.NAME_TAKEN:
+                    raise
                 self._kick(sid, "name_taken", "your name was taken while this server was unreachable")
                 continue
             for room in self.presence.rooms_of(sid):
                 count = self.store.write(directory.enter, self.node_id, sid, who.name, room)
                 self._announce(room, who.name, "join", count)
 
+    def unregister_node(self):
+        """A clean stop: take this node and what is left of its connections out of the directory."""
+        try:
+            self._announce_all(self.store.write(directory.unregister_node, self.node_id))
+        except ProtocolError as exc:  # the others reap it after CHAT_NODE_TIMEOUT_SECS
+            log.warning("node %s not unregistered: %s", self.node_id, exc.message)
+
     # -- connections ------------------------------------------------------------------------
     def connect(self, sid, environ, auth):
         """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
-        self._connecting.add(sid)
-        try:
-            self._connect(sid, environ, auth)
-        finally:
-            self._connecting.discard(sid)
-            self._gone_while_connecting.discard(sid)
+        self._connect(sid, environ, auth)
 
     def _connect(self, sid, environ, auth):
         address = client_address(environ)
+        self._take_address_slot(address)  # before any wait: simultaneous connects cannot all pass
+        try:
+            self._sign_in(sid, environ, auth, address)
+        except BaseException:
+            self._free_address_slot(address)
+            raise
+
+    def _take_address_slot(self, address):
         limit = self.limits.max_connections_per_ip
         if limit and self._per_address.get(address, 0) >= limit:
             raise ProtocolError(protocol.TOO_MANY_CONNECTIONS, f"at most {limit} connections per address")
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+
+    def _free_address_slot(self, address):
+        left = self._per_address.pop(address, 0) - 1
+        if left > 0:
+            self._per_address[address] = left
+
+    def _sign_in(self, sid, environ, auth, address):
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
         previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover)
-        if sid in self._gone_while_connecting:  # it left while we waited: leave no ghost behind
-            self._release(sid, who.name)
+        if self._transport_gone(sid):  # it left while we waited: leave no ghost behind
+            self._abandon_claim(sid, who.name, previous)
             raise ProtocolError(protocol.INTERNAL, "connection closed while connecting")
         self.presence.claim(sid, who.name, takeover=True)
         self._connections[sid] = Connection(who, address)
-        self._per_address[address] = self._per_address.get(address, 0) + 1
-        if previous is not None and previous != sid:
-            self._kick(previous, "replaced", "you connected from somewhere else")
+        if previous is not None and previous.sid != sid:
+            self._kick(previous.sid, "replaced", "you connected from somewhere else")
         log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, address, who.name)
         self.sio.emit("welcome", {"name": who.name, "token": identity.make_token(who)}, to=sid)
+
+    def _transport_gone(self, sid):
+        """True when the Engine.IO session under a connecting `sid` has closed. python-socketio
+        runs no disconnect handler for a connection that has not finished connecting, so
+        the connect itself must notice, or the name stays claimed by nobody."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        socket = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+        return socket is None or socket.closed or socket.closing
+
+    def _abandon_claim(self, sid, name, previous):
+        """A connect that ended while claiming: a takeover hands the name back to the live
+        connection it would have replaced; otherwise the name is released."""
+        if previous is None or previous.sid == sid:
+            self._release(sid, name)
+            return
+        try:
+            self.store.write(directory.hand_back, sid, previous)
+        except ProtocolError as exc:
+            log.warning("could not hand %s back to %s: %s", name, previous.sid, exc.message)
 
     def _identify(self, environ, name, token):
         """Token first, then a logged-in Django user, then a guest name."""
@@ -147,15 +194,11 @@ class ChatService:
         self.sio.disconnect(sid)
 
     def disconnect(self, sid, reason=None):
-        if sid in self._connecting:
-            self._gone_while_connecting.add(sid)
         name, rooms = self.presence.release(sid)
         conn = self._connections.pop(sid, None)
         self.limiter.forget(sid)
         if conn is not None:
-            left = self._per_address.pop(conn.address) - 1
-            if left:
-                self._per_address[conn.address] = left
+            self._free_address_slot(conn.address)
         if name is None:
             return
         for room in rooms:
