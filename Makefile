@@ -20,7 +20,7 @@ node_modules/.installed: package.json
 ## setup: virtualenv, Python and npm packages, database migrations
 setup: $(VENV)/.installed node_modules/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py collectstatic --noinput --verbosity 0
+	$(PY) manage.py collectstatic --noinput --clear --verbosity 0
 
 ## run: set up, then serve on http://$(HOST):$(PORT) (SQLite unless DATABASE_URL is set)
 run: setup

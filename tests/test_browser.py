@@ -626,3 +626,71 @@ def test_xss_corpus_in_messages_names_and_rooms_executes_nothing(start_server, o
     c.page.press("#room-input", "Enter")
     expect(c.page.locator("#error")).not_to_be_empty()
     c.assert_clean()
+
+
+def test_a_send_refused_for_now_is_kept_and_sent_again_with_its_nonce(start_server, open_page):
+    """Issue 14, point 11: `rate_limited` (like `busy` and `unavailable`) stored nothing; the
+    page keeps the message and sends it again after `retry_after`, once."""
+    server = start_server(CHAT_RATE_LIMITS="send=0.5/1,join=5/30")
+    room, name = f"ui-retry-{uid()}", f"amy_{uid()[:6]}"
+    a = open_page()
+    enter_directly(a, server.url, name, room)
+    send(a, "first")
+    expect(messages_with_text(a, "first")).to_have_count(1)
+    send(a, "second, refused at first")
+    expect(a.page.locator("#outbox li[data-retry='rate_limited']")).to_have_count(1)
+    expect(messages_with_text(a, "second, refused at first")).to_have_count(1)
+    expect(a.page.locator("#outbox li")).to_have_count(0)
+    assert message_texts(a) == ["first", "second, refused at first"]
+    assert a.page.input_value("#text") == ""
+    a.assert_clean()
+
+
+def test_the_resume_point_is_not_moved_by_an_ack_ahead_of_the_stream(open_page):
+    """Issue 14, point 2: node B commits 2, node A commits 3 and acks it to the page before 2
+    reaches A; the page drops its connection right after that ack. Its rejoin must still
+    bring 2: `since` is the resume point (1), not the highest id seen (3)."""
+    import signal
+
+    from tests.chatclient import ChatClient
+    from tests.cluster import BrokerProcess, PostgresDatabase, require_postgres
+    from tests.test_cluster import Cluster
+
+    require_postgres()
+    with PostgresDatabase() as db:
+        cluster = Cluster(db, BrokerProcess().start())
+        other = None
+        try:
+            node_a, node_b = cluster.add_node(), cluster.add_node()
+            room, name = f"ui-resume-{uid()}", f"amy_{uid()[:6]}"
+            page = open_page()
+            enter_directly(page, node_a.url, name, room)
+            other = ChatClient(node_b.url).connect(name=f"bob_{uid()[:6]}")
+            other.join(room)
+            other.send(room, "one, from B")
+            expect(messages_with_text(page, "one, from B")).to_have_count(1)
+            page.page.evaluate("""() => {
+                const m = window.chatApp.socket.io;
+                m.reconnectionDelay(3000); m.reconnectionDelayMax(3000); m.randomizationFactor(0);
+                const dropAfterAck = (p) => {  // after the socket handled it: gone right after our send's ack
+                    if (p.type !== 3) return;  // 3: a Socket.IO ACK
+                    m.off('packet', dropAfterAck);
+                    m.engine.close();
+                };
+                m.on('packet', dropAfterAck);
+            }""")
+            cluster.broker.proc.send_signal(signal.SIGSTOP)  # B's next message waits on the bus
+            try:
+                other.send(room, "two, from B")
+                send(page, "three, from A")
+                expect(page.page.locator("#status")).to_have_text("reconnecting")
+            finally:
+                cluster.broker.proc.send_signal(signal.SIGCONT)
+            expect(page.page.locator("#status")).to_have_text("connected")
+            expect(messages_with_text(page, "two, from B")).to_have_count(1)
+            assert message_texts(page) == ["one, from B", "two, from B", "three, from A"]
+            assert message_ids(page) == [1, 2, 3]
+        finally:
+            if other is not None:
+                other.close()
+            cluster.stop()

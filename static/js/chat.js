@@ -17,6 +17,8 @@
   var MAX_TEXT = 4000;
   var HISTORY_LIMIT = 50;
   var ACK_TIMEOUT = 10000;
+  var RETRY_MAX_MS = 30000;     // longest wait before re-sending a message the server refused for now
+  var RETRYABLE = { busy: true, unavailable: true, rate_limited: true };  // nothing stored: send again
   var TYPING_THROTTLE = 2000;   // re-send "typing: true" at most this often
   var TYPING_IDLE = 3000;       // send "typing: false" after this much idle time
   var TYPING_EXPIRE = 5000;     // forget other people's typing state after this
@@ -307,7 +309,7 @@
     var kickedNotice = '';
 
     var seenIds = new Set();      // every message id ever shown in this room
-    var maxId = 0;
+    var resumeId = 0;             // the resume point (docs/PROTOCOL.md): highest id of the room's stream
     var minId = Infinity;
     var hasMore = true;           // older history may exist
     var loadingOlder = false;
@@ -418,7 +420,6 @@
       var id = Number(m.id);
       if (!Number.isFinite(id) || seenIds.has(id)) return false;
       seenIds.add(id);
-      if (id > maxId) maxId = id;
       if (id < minId) minId = id;
 
       var node = renderMessage(m, id);
@@ -437,6 +438,14 @@
         list.insertBefore(node, ref);
       }
       return true;
+    }
+
+    // Only join history and live `message` events arrive in the room's gapless stream;
+    // a send ack can be ahead of it in a cluster, so it never moves the resume point.
+    function noteStreamed(m) {
+      if (!m || typeof m !== 'object' || (m.room !== undefined && m.room !== room)) return;
+      var id = Number(m.id);
+      if (Number.isFinite(id) && id > resumeId) resumeId = id;
     }
 
     function removeMessage(id) {
@@ -673,10 +682,30 @@
             if (near) scrollToBottom();
             return;
           }
+          var code = res && res.error && res.error.code;
+          if (RETRYABLE[code]) {
+            retryLater(item, res.error);
+            return;
+          }
           dropPending(item);
           setError(errorText(res, 'Your message could not be sent.'), 'send');
           if (!els.text.value) els.text.value = item.text;
         });
+    }
+
+    // The server stored nothing: keep the message and send it again, same nonce, after
+    // the server's retry_after (or a backoff growing to RETRY_MAX_MS).
+    function retryLater(item, error) {
+      var after = Number(error.retry_after);
+      var delay = Number.isFinite(after) && after > 0 ? after * 1000
+        : Math.min(RETRY_MAX_MS, 500 * Math.pow(2, Math.min(item.attempts, 6)));
+      item.stateEl.textContent = 'waiting to retry…';
+      item.el.dataset.retry = error.code;
+      window.setTimeout(function () {
+        if (outbox.indexOf(item) < 0) return;
+        item.stateEl.textContent = 'sending…';
+        trySend(item);
+      }, delay);
     }
 
     function flushOutbox() {
@@ -725,7 +754,7 @@
 
     function join() {
       var payload = { room: room };
-      if (maxId > 0) payload.since = maxId;
+      if (resumeId > 0) payload.since = resumeId;
       var sock = socket;
       sock.timeout(ACK_TIMEOUT).emit('join', payload, function (err, res) {
         if (sock !== socket || !sock.connected) return;
@@ -742,7 +771,10 @@
         var near = isNearBottom();
         var history = Array.isArray(res.history) ? res.history : [];
         var added = 0;
-        history.forEach(function (m) { if (insertMessage(m)) added += 1; });
+        history.forEach(function (m) {
+          noteStreamed(m);
+          if (insertMessage(m)) added += 1;
+        });
         if (Array.isArray(res.members)) setMembers(res.members, res.count);
         if (!els.messages.firstElementChild) hasMore = false;
         if (res.truncated && history.length) {
@@ -850,6 +882,7 @@
 
       socket.on('message', function (m) {
         if (!forThisRoom(m)) return;
+        noteStreamed(m);
         var near = isNearBottom();
         if (!insertMessage(m)) return;
         clearTyper(String(m.user));
