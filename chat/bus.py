@@ -212,7 +212,8 @@ class ZmqManager(LocalDelivery, socketio.PubSubManager):
             if event["event"] != self._zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 if not refused:
                     log.error("bus handshake with %s failed: the broker refused this node's keys, or "
-                              "one side has none (check the CHAT_BUS_* settings)", self._subscribe_url)
+                              "one side has none; fix the CHAT_BUS_* settings and restart this node "
+                              "(libzmq does not retry a refused handshake)", self._subscribe_url)
                 refused = True
                 continue
             refused = False

@@ -16,7 +16,7 @@ from chat.broker import split_endpoint
 from chat.bus import frame
 from tests.chatclient import unique
 from tests.cluster import BrokerProcess, PostgresDatabase, free_port_pair, require_postgres
-from tests.serverproc import ROOT, ServerProcess, base_env
+from tests.serverproc import ROOT, ServerProcess, base_env, wait_until
 
 FAST = {"CHAT_NODE_HEARTBEAT_SECS": 1, "CHAT_NODE_TIMEOUT_SECS": 5, "CHAT_DELIVERY_CHECK_SECS": 2}
 NO_BUS_KEYS = {"CHAT_BUS_SERVER_SECRET_KEY": "", "CHAT_BUS_CLIENT_PUBLIC_KEYS": "",
@@ -127,6 +127,20 @@ def test_a_peer_without_a_node_key_reads_no_bus_traffic(secured, clients):
     heard = {label: frames_within(sock, QUIET_SECS) for label, sock in listeners.items()}
     assert heard["no keys"] == [] and heard["unlisted key"] == [], {k: len(v) for k, v in heard.items()}
     assert any(b"secret 9" in raw for raw in heard["insider"])  # the same socket with a node key hears it
+
+
+@pytest.mark.cluster
+def test_a_node_whose_key_the_broker_does_not_list_says_so(secured, clients):
+    unlisted = busauth.generate().nodes[0].secret
+    node = ServerProcess(secured.db.url, CHAT_BROKER_URL=secured.broker.url, **FAST,
+                         CHAT_BUS_SERVER_PUBLIC_KEY=secured.keys.server_public, CHAT_BUS_CLIENT_SECRET_KEY=unlisted)
+    try:
+        node.start()
+        clients(node.url).connect(name=unique("early"))  # python-socketio starts the bus watcher lazily
+        wait_until(lambda: "bus handshake with" in node.output(), timeout=10, message="refused handshake logged")
+        assert "bus linked" not in node.output()
+    finally:
+        node.stop()
 
 
 def forged_frames(room, name, text):
