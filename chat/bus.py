@@ -10,7 +10,7 @@ Topics (one ZeroMQ frame: topic, 0x01, JSON) let the broker send a node only wha
 `r:<room>` for a room or a connection (python-socketio puts every sid in a room of its own
 name), `h:<host>` for acks returning to one node, `*` for everyone. A node subscribes to
 `*`, its own `h:` and the rooms it has local members in, and unsubscribes when the last one
-leaves.
+leaves. Both links to the broker are CURVE clients with the node's keys (chat.busauth).
 """
 import json
 import logging
@@ -18,6 +18,7 @@ import time
 
 import gevent
 import socketio
+from django.conf import settings
 
 from chat import broker, busauth
 
@@ -88,8 +89,6 @@ class ZmqManager(LocalDelivery, socketio.PubSubManager):
         except ImportError as exc:  # pragma: no cover - pyzmq is in pip_requirements.txt
             raise RuntimeError("the cluster bus needs pyzmq: pip install pyzmq") from exc
         self._zmq = zmq
-        from django.conf import settings
-
         self._publish_url, self._subscribe_url = broker.split_endpoint(broker_url)
         auth = busauth.node_auth(broker_url, settings)  # CURVE keys, or refuse an open bus
         context = zmq.Context.instance()

@@ -109,7 +109,7 @@ class ClusterRunner:
 
     def start_node(self, port):
         bus = self.bus_keys.node_env(self.node_ports.index(port))  # each node its own key pair
-        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_TRUSTED_PROXIES="127.0.0.1", **bus, **self.node_env)
+        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_TRUSTED_PROXIES="127.0.0.1", **{**bus, **self.node_env})
         self.nodes[port] = subprocess.Popen([sys.executable, "run_server.py", "--host", "127.0.0.1",
                                              "--port", str(port), "--broker", self.broker_url],
                                             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
