@@ -180,6 +180,12 @@ CHAT_MAX_OUTBOX = env_int("CHAT_MAX_OUTBOX", 1000)  # packets queued for one con
 CHAT_MAX_OUTBOX_BYTES = env_int("CHAT_MAX_OUTBOX_BYTES", 4 * 1024 * 1024)  # ... or bytes queued
 CHAT_SHUTDOWN_SECS = env_int("CHAT_SHUTDOWN_SECS", 7)  # SIGTERM: time to finish database work (exit < 10 s)
 CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broker; empty: one node
+# Bus authentication (README "Bus security"): ZeroMQ CURVE keys, Z85 text from `manage.py make_bus_keys`.
+CHAT_BUS_SERVER_SECRET_KEY = env_str("CHAT_BUS_SERVER_SECRET_KEY", "")  # broker only
+CHAT_BUS_CLIENT_PUBLIC_KEYS = env_list("CHAT_BUS_CLIENT_PUBLIC_KEYS", "")  # broker: node keys it admits
+CHAT_BUS_SERVER_PUBLIC_KEY = env_str("CHAT_BUS_SERVER_PUBLIC_KEY", "")  # nodes: the broker they trust
+CHAT_BUS_CLIENT_SECRET_KEY = env_str("CHAT_BUS_CLIENT_SECRET_KEY", "")  # nodes: their own key
+CHAT_BUS_INSECURE = env_bool("CHAT_BUS_INSECURE", False)  # no keys: plain bus, loopback addresses only
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only

@@ -273,7 +273,7 @@ class Bench:
             broker.stop()
             raise BenchError(f"broker did not start: {exc}") from None
         deployment.add(None, broker.proc.pid, broker.stop)
-        servers = [ServerProcess(database_url, **OURS_ENV, CHAT_BROKER_URL=broker.url,
+        servers = [ServerProcess(database_url, **OURS_ENV, CHAT_BROKER_URL=broker.url, **broker.node_env(),
                                  CHAT_NODE_ID=f"bench{run_id}-node{i + 1}") for i in range(nodes)]
         errors = []
 

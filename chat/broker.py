@@ -3,11 +3,17 @@
 pyzmq's `zmq.proxy` moves messages one way and subscriptions the other, so publishers
 filter at the source and a node only receives the topics it subscribed to. Heartbeats on
 both sockets drop peers whose link died silently; nodes reconnect by themselves.
+
+Both sockets are CURVE servers admitting only the node keys from settings (chat.busauth);
+the ZAP handler runs in a real thread, so this process must not be gevent-patched
+(run_server.py patches only for a node).
 """
 import logging
 from urllib.parse import urlsplit
 
 import zmq
+
+from chat import busauth
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +40,22 @@ def tune(sock):
     sock.setsockopt(zmq.LINGER, 0)
 
 
-def run(bind_url):
-    """Bind XSUB/XPUB and forward until interrupted."""
+def run(bind_url, auth):
+    """Bind XSUB/XPUB and forward until interrupted; `auth` is a busauth.ServerAuth, or None
+    for a plain bus (busauth.broker_auth decides whether that is allowed)."""
     publish_side, subscribe_side = split_endpoint(bind_url)
     context = zmq.Context.instance()
+    authenticator = busauth.start_authenticator(context, auth) if auth else None
     frontend = context.socket(zmq.XSUB)
     backend = context.socket(zmq.XPUB)
     for sock in (frontend, backend):
         tune(sock)
+        if auth:
+            busauth.secure_server(sock, auth)
     frontend.bind(publish_side)
     backend.bind(subscribe_side)
-    log.info("broker publishers=%s subscribers=%s", publish_side, subscribe_side)
+    log.info("broker publishers=%s subscribers=%s %s", publish_side, subscribe_side,
+             f"curve, {len(auth.allowed)} node key(s)" if auth else "UNAUTHENTICATED")
     try:
         zmq.proxy(frontend, backend)
     except (KeyboardInterrupt, zmq.ContextTerminated):
@@ -52,3 +63,5 @@ def run(bind_url):
     finally:
         frontend.close(0)
         backend.close(0)
+        if authenticator:
+            authenticator.stop()

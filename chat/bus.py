@@ -10,7 +10,7 @@ Topics (one ZeroMQ frame: topic, 0x01, JSON) let the broker send a node only wha
 `r:<room>` for a room or a connection (python-socketio puts every sid in a room of its own
 name), `h:<host>` for acks returning to one node, `*` for everyone. A node subscribes to
 `*`, its own `h:` and the rooms it has local members in, and unsubscribes when the last one
-leaves.
+leaves. Both links to the broker are CURVE clients with the node's keys (chat.busauth).
 """
 import json
 import logging
@@ -18,8 +18,9 @@ import time
 
 import gevent
 import socketio
+from django.conf import settings
 
-from chat import broker
+from chat import broker, busauth
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class ZmqManager(LocalDelivery, socketio.PubSubManager):
             raise RuntimeError("the cluster bus needs pyzmq: pip install pyzmq") from exc
         self._zmq = zmq
         self._publish_url, self._subscribe_url = broker.split_endpoint(broker_url)
+        auth = busauth.node_auth(broker_url, settings)  # CURVE keys, or refuse an open bus
         context = zmq.Context.instance()
         self._pub = context.socket(zmq.PUB)
         self._sub = context.socket(zmq.SUB)
@@ -96,7 +98,10 @@ class ZmqManager(LocalDelivery, socketio.PubSubManager):
             broker.tune(sock)
             sock.setsockopt(zmq.RECONNECT_IVL, 100)
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        self._monitor = self._sub.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            if auth:
+                busauth.secure_client(sock, auth)
+        self._monitor = self._sub.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self._pub.connect(self._publish_url)
         self._sub.connect(self._subscribe_url)
         self._subscribe(BROADCAST)
@@ -196,15 +201,24 @@ class ZmqManager(LocalDelivery, socketio.PubSubManager):
             yield data
 
     def _watch_links(self):
-        """Each (re)made link to the broker may have missed messages: ask for a check."""
+        """Each (re)made link to the broker may have missed messages: ask for a check.
+        A refused handshake (wrong CURVE keys) is logged once until the next success."""
         from zmq.utils.monitor import recv_monitor_message
 
+        refused = False
         while True:
             event = recv_monitor_message(self._monitor)
-            if event["event"] == self._zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                log.info("bus linked to %s", self._subscribe_url)
-                for callback in self._relink_callbacks:
-                    gevent.spawn(callback)
+            if event["event"] != self._zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                if not refused:
+                    log.error("bus handshake with %s failed: the broker refused this node's keys, or "
+                              "one side has none; fix the CHAT_BUS_* settings and restart this node "
+                              "(libzmq does not retry a refused handshake)", self._subscribe_url)
+                refused = True
+                continue
+            refused = False
+            log.info("bus linked to %s", self._subscribe_url)
+            for callback in self._relink_callbacks:
+                gevent.spawn(callback)
 
 
 def build_manager(broker_url=None, metrics=None):

@@ -3,8 +3,10 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/chat python deploy/cluster.py [--port 8080] [--nodes 2]
 
 Creates the database if missing, migrates, collects static files, starts everything on
-loopback and stops it all on Ctrl-C (or SIGTERM). Tests import `render_nginx` and
-`ClusterRunner` so the cluster under test is the one operators run.
+loopback and stops it all on Ctrl-C (or SIGTERM). The bus is authenticated with CURVE keys
+made for this run (chat.busauth.generate, as `manage.py make_bus_keys` does) and handed to
+the broker and nodes by environment. Tests import `render_nginx` and `ClusterRunner` so the
+cluster under test is the one operators run.
 """
 import argparse
 import os
@@ -21,6 +23,10 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx.conf"
+if str(ROOT) not in sys.path:  # run as `python deploy/cluster.py`
+    sys.path.insert(0, str(ROOT))
+
+from chat import busauth  # noqa: E402
 
 
 def nginx_binary():
@@ -72,13 +78,14 @@ class ClusterRunner:
     """Owns the broker, node and nginx processes of one local cluster."""
 
     def __init__(self, database_url, listen_port=8080, node_ports=(8001, 8002), broker_port=5555,
-                 run_dir=None, node_env=None, log=sys.stdout):
+                 run_dir=None, node_env=None, log=sys.stdout, bus_keys=None):
         self.database_url = database_url
         self.listen_port = listen_port
         self.node_ports = list(node_ports)
         self.broker_url = f"tcp://127.0.0.1:{broker_port}"
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="chat-cluster-"))
         self.node_env = node_env or {}
+        self.bus_keys = bus_keys or busauth.generate(nodes=len(self.node_ports))
         self.log = log
         self.broker = None
         self.nodes = {}
@@ -97,10 +104,12 @@ class ClusterRunner:
 
     def start_broker(self):
         self.broker = subprocess.Popen([sys.executable, "run_server.py", "broker", "--bind", self.broker_url],
-                                       cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT)
+                                       cwd=ROOT, env=self.env(**self.bus_keys.broker_env()), stdout=self.log,
+                                       stderr=subprocess.STDOUT)
 
     def start_node(self, port):
-        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_TRUSTED_PROXIES="127.0.0.1", **self.node_env)
+        bus = self.bus_keys.node_env(self.node_ports.index(port))  # each node its own key pair
+        env = self.env(CHAT_NODE_ID=node_id(port), CHAT_TRUSTED_PROXIES="127.0.0.1", **{**bus, **self.node_env})
         self.nodes[port] = subprocess.Popen([sys.executable, "run_server.py", "--host", "127.0.0.1",
                                              "--port", str(port), "--broker", self.broker_url],
                                             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)

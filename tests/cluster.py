@@ -1,10 +1,18 @@
-"""Cluster parts for tests: a throwaway PostgreSQL database and the ZeroMQ broker process."""
+"""Cluster parts for tests: a throwaway PostgreSQL database and the ZeroMQ broker process.
+
+Every broker and node of a test run is on a CURVE-authenticated bus: one key set is made
+per run (`run_bus_keys`), the broker gets its half by environment, and nodes take theirs
+from `BrokerProcess.node_env()`.
+"""
+import functools
 import socket
 import subprocess
 import sys
 import uuid
 
 import pytest
+
+from chat import busauth
 
 from tests.serverproc import ROOT, base_env, migrate, wait_until
 
@@ -70,15 +78,27 @@ def free_port_pair():
     raise RuntimeError("no free port pair")
 
 
+@functools.cache
+def run_bus_keys():
+    """The bus keys of this test run (a restarted broker keeps admitting the same nodes)."""
+    return busauth.generate()
+
+
 class BrokerProcess:
-    def __init__(self, port=None):
+    def __init__(self, port=None, keys=None):
         self.port = port or free_port_pair()
         self.url = f"tcp://127.0.0.1:{self.port}"
+        self.keys = keys or run_bus_keys()
         self.proc = None
+
+    def node_env(self, index=0):
+        """The settings a node needs to be admitted to this broker."""
+        return self.keys.node_env(index)
 
     def start(self):
         self.proc = subprocess.Popen([sys.executable, "run_server.py", "broker", "--bind", self.url], cwd=ROOT,
-                                     env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                     env=base_env(**self.keys.broker_env()), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
         wait_until(lambda: self._bound(), timeout=15, message="broker bound")
         return self
 

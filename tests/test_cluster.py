@@ -30,7 +30,8 @@ class Cluster:
         self.db, self.broker, self.nodes = db, broker, []
 
     def add_node(self, database_url=None, **env):
-        node = ServerProcess(database_url or self.db.url, **{"CHAT_BROKER_URL": self.broker.url, **FAST, **env}).start()
+        node = ServerProcess(database_url or self.db.url, **{"CHAT_BROKER_URL": self.broker.url,
+                                                             **self.broker.node_env(), **FAST, **env}).start()
         self.nodes.append(node)
         return node
 
