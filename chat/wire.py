@@ -41,6 +41,8 @@ from wsproto.connection import ConnectionType
 log = logging.getLogger(__name__)
 
 RECV_BYTES = 16384
+DRAIN_CHUNK_FRAMES = 64  # a drain greenlet's write: frames counted as queued until it is done
+DRAIN_CHUNK_BYTES = 65536
 TEXT_OPCODE = 0x1
 BINARY_OPCODE = 0x2
 
@@ -146,16 +148,25 @@ class FlushScheduler:
 
 class Wire:
     """The outgoing bytes of one websocket session. `queued_frames`/`queued_bytes` count
-    what was handed to `write` and is not yet in the kernel's send buffer."""
+    what was handed to `write` and is not yet in the kernel's send buffer: every frame
+    leaves the count once the kernel has taken it, so a client that keeps up, however
+    late, never looks full (chat.outbox cuts at those counts).
 
-    __slots__ = ("_gsock", "_send_now", "_scheduler", "_pending", "queued_frames", "queued_bytes",
-                 "_scheduled", "_drainer", "dead")
+    `_pending` holds whole frames, except that its first entry may be the unsent rest of
+    a batch (`_head_frames` of the count are for it, estimated from its share of the
+    batch's bytes). The drain greenlet writes at most DRAIN_CHUNK_FRAMES frames or
+    DRAIN_CHUNK_BYTES at a time, so what is being written is never a large part of the
+    count."""
+
+    __slots__ = ("_gsock", "_send_now", "_scheduler", "_pending", "_head_frames", "queued_frames",
+                 "queued_bytes", "_scheduled", "_drainer", "dead")
 
     def __init__(self, gsock, scheduler):
         self._gsock = gsock  # this session's gevent socket
         self._send_now = gsock._sock.send  # the non-blocking OS socket under it: send() never waits
         self._scheduler = scheduler
         self._pending = []
+        self._head_frames = 1
         self.queued_frames = 0
         self.queued_bytes = 0
         self._scheduled = False
@@ -175,6 +186,8 @@ class Wire:
         if not pending and self._drainer is None and not self._scheduler.corked:
             self._write_or_keep(frame, 1)  # an idle wire: straight to the socket
             return True
+        if not pending:
+            self._head_frames = 1
         pending.append(frame)
         self.queued_frames += 1
         self.queued_bytes += len(frame)
@@ -190,12 +203,13 @@ class Wire:
         if self._drainer is not None or self.dead or not pending:
             return
         frames = self.queued_frames
-        data = self._take()
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         self.queued_frames = self.queued_bytes = 0
         self._write_or_keep(data, frames)
 
     def _write_or_keep(self, data, frames):
-        """One non-blocking send; what does not fit waits for a drain greenlet."""
+        """One non-blocking send (nothing is pending); what does not fit waits for a drain greenlet."""
         try:
             sent = self._send_now(data)
         except BlockingIOError:
@@ -204,27 +218,36 @@ class Wire:
             self.kill()
             return
         if sent < len(data):  # the kernel's buffer is full: keep the rest for a drain greenlet
-            self._pending.append(data[sent:])
-            self.queued_frames += frames
-            self.queued_bytes += len(data) - sent
+            rest = len(data) - sent
+            self._head_frames = max(1, -(-frames * rest // len(data)))  # the frames not yet wholly sent
+            self._pending.append(data[sent:] if sent else data)
+            self.queued_frames += self._head_frames
+            self.queued_bytes += rest
             self._drainer = gevent.spawn(self._drain)
 
-    def _take(self):
+    def _take_chunk(self):
+        """The first frames pending (at most DRAIN_CHUNK_FRAMES or DRAIN_CHUNK_BYTES, at
+        least one entry) as (bytes, frames they count for)."""
         pending = self._pending
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        return data
+        taken, size = 1, len(pending[0])
+        while taken < len(pending) and taken < DRAIN_CHUNK_FRAMES and size < DRAIN_CHUNK_BYTES:
+            size += len(pending[taken])
+            taken += 1
+        data = pending[0] if taken == 1 else b"".join(pending[:taken])
+        del pending[:taken]
+        frames, self._head_frames = self._head_frames + taken - 1, 1
+        return data, frames
 
     def _drain(self):
         """Wait for the socket to take the backlog (gevent's sendall, with the socket's timeout)."""
         try:
             while self._pending and not self.dead:
-                data = self._take()
+                data, frames = self._take_chunk()
                 self._gsock.sendall(data)
-                if not self._pending:
-                    self.queued_frames = self.queued_bytes = 0
-                else:
-                    self.queued_bytes -= len(data)
+                if self.dead:
+                    break
+                self.queued_frames -= frames
+                self.queued_bytes -= len(data)
         except OSError:  # includes timeouts: a client that stopped reading for that long is gone
             self.kill()
         finally:

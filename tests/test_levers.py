@@ -1,0 +1,149 @@
+"""Levers a stranger could pull, and limits a healthy client must never hit (issue 14,
+points 4, 9 and 11), against real server processes: outbox accounting of a reader that
+keeps up, bounded control packets, readable oversize refusals, rate limits of `history`,
+`rooms` and room creation, catch-ups of any length, trusted-only diagnostics, typing in
+large rooms, and the indexed room list."""
+import json
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import requests
+import websocket
+
+from tests.chatclient import all_join, unique
+from tests.rawclient import RawSocket
+from tests.serverproc import wait_until
+
+CLOSED = (websocket.WebSocketConnectionClosedException, ConnectionError, OSError)
+TEXT = "x" * 3900
+
+
+def kernel_bytes_in_flight(rcvbuf):
+    """How many bytes the kernel takes from a server socket towards a reader that does not
+    read (its send buffer plus the reader's receive window), measured on a loopback pair
+    like the one under test: the wire holds frames only beyond this."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    reader.connect(listener.getsockname())
+    writer, _ = listener.accept()
+    writer.setblocking(False)
+    taken = 0
+    try:
+        while True:
+            taken += writer.send(b"x" * 4000)
+    except BlockingIOError:
+        pass
+    finally:
+        for sock in (writer, reader, listener):
+            sock.close()
+    return taken
+
+
+def server_frames(sock):
+    """The payloads of the unmasked frames a server sends, read straight from the socket
+    (websocket-client validates UTF-8 in Python: too slow to keep up with a busy room)."""
+    buffer = b""
+    while True:
+        frame = _split_frame(buffer)
+        if frame is not None:
+            payload, buffer = frame
+            yield payload
+            continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        buffer += chunk
+
+
+def _split_frame(buffer):
+    if len(buffer) < 2:
+        return None
+    size, start = buffer[1] & 0x7F, 2
+    if size == 126:
+        size, start = (struct.unpack("!H", buffer[2:4])[0], 4) if len(buffer) >= 4 else (None, 0)
+    elif size == 127:
+        size, start = (struct.unpack("!Q", buffer[2:10])[0], 10) if len(buffer) >= 10 else (None, 0)
+    if size is None or len(buffer) < start + size:
+        return None
+    return buffer[start:start + size], buffer[start + size:]
+
+
+class PacedReader(threading.Thread):
+    """A raw websocket member that reads at most `bytes_per_sec`: it keeps up, but late."""
+
+    def __init__(self, raw, bytes_per_sec, wanted):
+        super().__init__(daemon=True)
+        self.raw, self.rate, self.wanted = raw, bytes_per_sec, wanted
+        self.received = 0
+        self.error = None
+
+    def run(self):
+        started, read = time.monotonic(), 0
+        try:
+            for payload in server_frames(self.raw.ws.sock):
+                read += len(payload)
+                if payload == b"2":
+                    self.raw.ws.send("3")
+                elif payload.startswith(b'42["message"'):
+                    self.received += 1
+                    if self.received >= self.wanted:
+                        return
+                ahead = read / self.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        except CLOSED as exc:
+            self.error = exc
+
+
+class Drain(threading.Thread):
+    """Reads a socket as fast as it can until it closes."""
+
+    def __init__(self, sock):
+        super().__init__(daemon=True)
+        self.sock = sock
+
+    def run(self):
+        try:
+            while self.sock.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+
+def test_a_late_reader_that_keeps_up_is_not_cut_as_outbox_full(start_server):
+    """Point 4. The reader is always behind by what the kernel holds plus ~400 frames in
+    the wire (under CHAT_MAX_OUTBOX=1000): before the fix the wire's frame count only grew
+    while its drain greenlet ran, and the reader was cut after about 1,000 messages."""
+    server = start_server(CHAT_RATE_LIMITS="off")
+    room = unique("room")
+    sender, raw = RawSocket(server.url), RawSocket(server.url, rcvbuf=4096)
+    sender.connect(name="busy-sender")
+    raw.connect(name="late-reader")
+    assert sender.call("join", {"room": room})["ok"] and raw.call("join", {"room": room})["ok"]
+    Drain(sender.ws.sock).start()
+    window = kernel_bytes_in_flight(4096) // (len(TEXT) + 120) + 400  # messages sent, not yet read
+    wanted = window + 2500
+    reader = PacedReader(raw, bytes_per_sec=2_000_000, wanted=wanted)
+    reader.start()
+    sent = 0
+    try:
+        while reader.is_alive() and sent < wanted:
+            if sent - reader.received >= window:
+                time.sleep(0.002)
+                continue
+            sender.ws.send("42" + json.dumps(["send", {"room": room, "text": f"{sent} {TEXT}"}]))  # no ack asked
+            sent += 1
+        reader.join(60)
+    finally:
+        raw.close()
+        sender.close()
+    cuts = [line for line in server.output().splitlines() if "outbox full" in line]
+    assert reader.error is None and not cuts, (reader.error, reader.received, cuts)
+    assert reader.received == wanted
+
