@@ -27,6 +27,7 @@ subclass, chosen at connect), which writes those frames straight to the socket: 
 call per connection per message, or per batch of committed messages.
 """
 import logging
+from urllib.parse import parse_qs
 
 import engineio.packet
 import engineio.socket
@@ -34,7 +35,7 @@ import gevent
 import socketio
 
 from chat.protocol import UNKNOWN_EVENT, failure
-from chat.wire import DirectSocket, FlushScheduler, websocket_text_frame
+from chat.wire import DirectSocket, FlushScheduler, oversize_reason, websocket_text_frame
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,20 @@ class BoundedServer(socketio.Server):
         self._cutting = set()  # eio sids being closed; emptied as each close finishes
         self._last_packet = self._last_framed = None  # the broadcast being sent
         self.eio.flush_scheduler = FlushScheduler()  # what chat.wire sessions flush through
+        self.eio.outbox_limits = (max_packets, max_bytes)  # ...and what bounds their replies
+
+    def handle_request(self, environ, start_response):
+        """A long-polling POST over CHAT_MAX_PAYLOAD_BYTES is answered 413 with the reason
+        (python-engineio answers a bare 400) and its session is closed."""
+        limit = self.eio.max_http_buffer_size
+        if environ.get("REQUEST_METHOD") == "POST" and _content_length(environ) > limit:
+            sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
+            if sid in self.eio.sockets:
+                self._cut(sid, "packet too large")
+            start_response("413 Content Too Large", [("Content-Type", "text/plain; charset=utf-8")]
+                           + self.eio._cors_headers(environ))
+            return [oversize_reason(limit).encode()]
+        return super().handle_request(environ, start_response)
 
     def _handle_eio_connect(self, eio_sid, environ):
         socket = self.eio.sockets.get(eio_sid)
@@ -144,6 +159,13 @@ class BoundedServer(socketio.Server):
             pass
         finally:
             self._cutting.discard(eio_sid)
+
+
+def _content_length(environ):
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def packet_size(pkt):

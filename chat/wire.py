@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 RECV_BYTES = 16384
 DRAIN_CHUNK_FRAMES = 64  # a drain greenlet's write: frames counted as queued until it is done
 DRAIN_CHUNK_BYTES = 65536
+UNBOUNDED = (float("inf"), float("inf"))
+MESSAGE_TOO_BIG = 1009  # RFC 6455 close code
 TEXT_OPCODE = 0x1
 BINARY_OPCODE = 0x2
 
@@ -58,6 +60,11 @@ def websocket_frame(payload, opcode=TEXT_OPCODE):
     else:
         header = struct.pack("!BBQ", first, 127, size)
     return header + payload
+
+
+def oversize_reason(limit):
+    """The close reason (websocket) and 413 body (long-polling) of a packet over the limit."""
+    return f"packet too large: over {limit} bytes"
 
 
 def websocket_text_frame(payload):
@@ -283,11 +290,28 @@ class DirectSocket(engineio.socket.Socket):
     def send(self, pkt):
         wire = self.wire
         if wire is None:  # long-polling, or not upgraded yet: python-engineio's queue
+            max_frames, _ = getattr(self.server, "outbox_limits", UNBOUNDED)
+            if self.queue.qsize() >= max_frames and not self.upgrading and not self.closing:
+                log.warning("cutting eio_sid=%s: outbox full: %d packets queued (replies)", self.sid, max_frames)
+                gevent.spawn(self.close, wait=False, abort=True, reason="outbox full")
+                return
             return super().send(pkt)
         if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
             if not self.check_ping_timeout():
                 return
-        wire.write(frame_of(pkt))
+        self._send_reply(wire, frame_of(pkt))
+
+    def _send_reply(self, wire, frame):
+        """Everything but broadcasts comes here (acks, their binary attachments, pings,
+        pongs, NOOPs): one per request or timer, but a client that sends requests and
+        never reads would pile them up, so once its outbox is over the limits
+        (`outbox_limits`, set by chat.outbox) the connection is cut. A reply is refused
+        only when the outbox is already full: a large catch-up page still goes out."""
+        max_frames, max_bytes = getattr(self.server, "outbox_limits", UNBOUNDED)
+        if not wire.offer(frame, max_frames, max_bytes + len(frame)):
+            log.warning("cutting eio_sid=%s: outbox full: %d packets, %d bytes queued (replies)",
+                        self.sid, wire.queued_frames, wire.queued_bytes)
+            wire.kill()  # the session greenlet sees the end of the connection and closes it
 
     def outbox_size(self):
         """(packets, bytes or None) waiting to be written to this client."""
@@ -388,14 +412,15 @@ class DirectSocket(engineio.socket.Socket):
                 if isinstance(event, wsproto.events.Message):
                     size += len(event.data)
                     if size > limit:
-                        raise ValueError("packet is too large")
+                        self._refuse_oversize(conn, limit)
+                        return
                     parts.append(event.data)
                     if event.message_finished:
                         data = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
                         parts, size = [], 0
                         self._receive_packet(data)
                 elif isinstance(event, wsproto.events.Ping):
-                    self.wire.write(conn.send(event.response()))
+                    self._send_reply(self.wire, conn.send(event.response()))
                 elif isinstance(event, wsproto.events.CloseConnection):
                     self._answer_close(conn, event)
                     return
@@ -408,6 +433,17 @@ class DirectSocket(engineio.socket.Socket):
         try:
             self.receive(engineio.packet.Packet(encoded_packet=data))
         except engineio.exceptions.UnknownPacketError:
+            pass
+
+    def _refuse_oversize(self, conn, limit):
+        """A message over CHAT_MAX_PAYLOAD_BYTES: close with 1009 (Message Too Big) and a
+        reason the client can read (docs/PROTOCOL.md, Limits), then end."""
+        log.info("eio_sid=%s sent a packet over %d bytes: closing with 1009", self.sid, limit)
+        close = wsproto.events.CloseConnection(code=MESSAGE_TOO_BIG, reason=oversize_reason(limit))
+        try:
+            with gevent.Timeout(self.server.ping_timeout, False):
+                self.wire.write_now(conn.send(close))
+        except (wsproto.utilities.LocalProtocolError, OSError):
             pass
 
     def _answer_close(self, conn, event):

@@ -147,3 +147,63 @@ def test_a_late_reader_that_keeps_up_is_not_cut_as_outbox_full(start_server):
     assert reader.error is None and not cuts, (reader.error, reader.received, cuts)
     assert reader.received == wanted
 
+
+
+def _ping(ws, i):
+    ws.ping(b"p" * 125)  # answered by a 127-byte pong frame
+
+
+def _unknown_event(ws, i):
+    ws.send(f'42{i}["nope", {{}}]')  # answered by an unknown_event ack
+
+
+@pytest.mark.parametrize("request_reply", [_ping, _unknown_event], ids=["pongs", "acks"])
+def test_replies_to_a_client_that_never_reads_are_bounded(start_server, request_reply):
+    """Point 9: pongs and acks (and their binary attachments) went around the outbox bound,
+    so a client that sends requests and never reads piled them up without limit."""
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_MAX_OUTBOX=50)
+    greedy = RawSocket(server.url, rcvbuf=4096)
+    greedy.connect(name="never-reads")
+    try:
+        for i in range(80_000):  # ~8 MB of replies: the kernel holds ~3 MB, the limit is 50 more
+            request_reply(greedy.ws, i)
+    except CLOSED:
+        pass  # cut while still sending
+    try:
+        wait_until(lambda: "outbox full" in server.output(), timeout=30, message="the never-reading client cut")
+    finally:
+        greedy.close()
+    other = RawSocket(server.url)
+    try:
+        other.connect(name="still-served")
+        assert other.call("rooms", {})["ok"]
+    finally:
+        other.close()
+
+
+def test_a_websocket_packet_over_the_limit_gets_close_code_1009(start_server):
+    server = start_server(CHAT_MAX_PAYLOAD_BYTES=4096)
+    raw = RawSocket(server.url)
+    try:
+        raw.connect(name="oversize")
+        raw.ws.send("4" + "x" * 5000)
+        while True:
+            opcode, data = raw.ws.recv_data(control_frame=True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+        code, reason = struct.unpack("!H", data[:2])[0], data[2:].decode()
+        assert (code, reason) == (1009, "packet too large: over 4096 bytes")
+    finally:
+        raw.close()
+
+
+def test_a_polling_post_over_the_limit_gets_413(start_server):
+    from tests.rawclient import RawPolling
+
+    server = start_server(CHAT_MAX_PAYLOAD_BYTES=4096)
+    polling = RawPolling(server.url)
+    polling.post('40{"name": "big-poster"}')
+    reply = polling.http.post(f"{polling.base}&sid={polling.sid}", data="4" + "x" * 5000, timeout=10)
+    assert (reply.status_code, reply.text) == (413, "packet too large: over 4096 bytes")
+    wait_until(lambda: polling.http.get(f"{polling.base}&sid={polling.sid}", timeout=10).status_code == 400,
+               timeout=10, message="the session closed")
