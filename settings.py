@@ -182,3 +182,6 @@ CHAT_BROKER_URL = env_str("CHAT_BROKER_URL", "")  # tcp://HOST:PORT of the broke
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only
+# Rooms created by joining, per name and per client address (on this node): rooms/seconds.
+# Off with CHAT_RATE_LIMITS=off unless set (load tests create many rooms from one address).
+CHAT_ROOM_CREATES = env_str("CHAT_ROOM_CREATES", "off" if CHAT_RATE_LIMITS.strip().lower() in ("off", "0", "false", "no") else "on")

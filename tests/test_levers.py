@@ -207,3 +207,75 @@ def test_a_polling_post_over_the_limit_gets_413(start_server):
     assert (reply.status_code, reply.text) == (413, "packet too large: over 4096 bytes")
     wait_until(lambda: polling.http.get(f"{polling.base}&sid={polling.sid}", timeout=10).status_code == 400,
                timeout=10, message="the session closed")
+
+
+@pytest.mark.parametrize("event", ["history", "rooms"])
+def test_history_and_rooms_are_rate_limited(start_server, clients, event):
+    server = start_server(CHAT_RATE_LIMITS=f"{event}=0.1/3")
+    a = clients(server.url).connect(name=unique("reader"))
+    payload = {"room": "lobby"} if event == "history" else {}
+    assert all(a.call(event, payload)["ok"] for _ in range(3))
+    refused = a.call(event, payload)
+    assert refused["error"]["code"] == "rate_limited" and refused["error"]["retry_after"] > 0, refused
+
+
+def test_the_default_rate_limits_cover_history_and_rooms(start_server, clients):
+    server = start_server()
+    a = clients(server.url).connect(name=unique("reader"))
+    replies = [a.call("rooms", {}) for _ in range(15)]
+    assert [r["error"]["code"] for r in replies if not r["ok"]][:1] == ["rate_limited"], replies
+
+
+def test_a_catch_up_longer_than_the_join_tokens_completes(start_server, clients):
+    """Point 11: each truncated page cost a join token, so a catch-up longer than
+    burst x CHAT_SINCE_MAX messages ended in rate_limited (about 15k by default)."""
+    server = start_server(CHAT_SINCE_MAX=5, CHAT_RATE_LIMITS="send=1000/1000,join=0.01/3")
+    room = unique("room")
+    writer = clients(server.url).connect(name="long-writer")
+    writer.join(room)
+    sent = [writer.send(room, f"m{i}")["id"] for i in range(60)]  # 12 pages, 3 join tokens
+    late = clients(server.url).connect(name="long-reader")
+    since, got, pages = 0, [], 0
+    while True:
+        reply = late.call("join", {"room": room, "since": since})
+        assert reply["ok"], (pages, reply)
+        got += [m["id"] for m in reply["history"]]
+        pages += 1
+        if not reply.get("truncated"):
+            break
+        since = reply["history"][-1]["id"]
+    assert got == sent and pages == 12
+    assert late.call("send", {"room": room, "text": "caught up"})["ok"]  # a member now
+    other = late.call("join", {"room": unique("room")})  # a new join still takes a token
+    assert other["ok"]
+    refused = [late.call("join", {"room": unique("room")}) for _ in range(3)]
+    assert "rate_limited" in [r["error"]["code"] for r in refused if not r["ok"]], refused
+
+
+def test_room_creation_is_limited_per_name_and_per_address(start_server, clients):
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_ROOM_CREATES="name=2/3600,address=3/3600")
+    a = clients(server.url).connect(name="creator-a")
+    assert a.call("join", {"room": "made-1"})["ok"] and a.call("join", {"room": "made-2"})["ok"]
+    refused = a.call("join", {"room": "made-3"})
+    assert refused["error"]["code"] == "rate_limited" and refused["error"]["retry_after"] > 0, refused
+    b = clients(server.url).connect(name="creator-b")  # same address (127.0.0.1)
+    assert b.call("join", {"room": "made-1"})["ok"]  # joining an existing room creates nothing
+    assert b.call("join", {"room": "made-4"})["ok"]  # the address's third room
+    assert b.call("join", {"room": "made-5"})["error"]["code"] == "rate_limited"
+    assert a.call("join", {"room": "made-4"})["ok"]
+    rooms = {r["name"] for r in requests.get(server.url + "/api/rooms/", timeout=10).json()["rooms"]}
+    assert rooms >= {"made-1", "made-2", "made-4"} and not rooms & {"made-3", "made-5"}
+
+
+def test_typing_is_not_relayed_in_rooms_over_the_presence_detail_limit(start_server, clients):
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_PRESENCE_DETAIL_MAX=2)
+    small, large = unique("small"), unique("large")
+    a, b, c = (clients(server.url).connect(name=unique(n)) for n in ("typer", "watcher", "third"))
+    all_join(small, a, b)
+    all_join(large, a, b, c)
+    assert a.call("typing", {"room": large, "active": True}) is None  # accepted, not relayed
+    assert a.call("typing", {"room": small, "active": True}) is None
+    b.wait_for("typing", lambda d: d["room"] == small)
+    a.send(large, "after typing")
+    b.wait_messages(large, 1)  # anything relayed in the large room would have come first
+    assert b.received("typing", large) == [] and c.received("typing", large) == []
