@@ -279,3 +279,54 @@ def test_typing_is_not_relayed_in_rooms_over_the_presence_detail_limit(start_ser
     a.send(large, "after typing")
     b.wait_messages(large, 1)  # anything relayed in the large room would have come first
     assert b.received("typing", large) == [] and c.received("typing", large) == []
+
+
+EXPLAIN_ROOM_LIST = """
+from django.db import connection
+from django.db.models import Count
+from chat.models import Membership, Node, Room
+Room.objects.bulk_create([Room(name=f"r{i}", last_seq=i % 977) for i in range(20000)], batch_size=2000)
+node = Node.objects.create(id="n1")
+Membership.objects.bulk_create([Membership(room=f"r{i % 20000}", name=f"u{i}", node=node, sid=f"s{i}")
+                                for i in range(100000)], batch_size=5000)
+with connection.cursor() as cursor:
+    cursor.execute("ANALYZE")
+rooms = Room.objects.order_by("-last_seq", "name").values_list("name", flat=True)[:200]
+print("ROOMS:", rooms.explain().replace(chr(10), " "))
+counts = Membership.objects.filter(room__in=list(rooms)).values_list("room").annotate(n=Count("id")).order_by()
+print("COUNTS:", counts.explain().replace(chr(10), " "))
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_room_list_reads_index_ranges_not_every_room(sqlite_template, backend):
+    """Point 9: `rooms` and /api/rooms/ sorted every room by an unindexed last_seq and
+    grouped every membership. Now both are index lookups bounded by CHAT_ROOMS_LISTED
+    (the queries of chat.persistence.most_active_rooms and chat.directory.rooms_with_counts)."""
+    from tests.cluster import PostgresDatabase, require_postgres
+    from tests.serverproc import manage
+
+    if backend == "sqlite":
+        plans = manage(sqlite_template.fresh_url(), "shell", "-c", EXPLAIN_ROOM_LIST)
+    else:
+        require_postgres()
+        with PostgresDatabase() as database:
+            plans = manage(database.url, "shell", "-c", EXPLAIN_ROOM_LIST)
+    rooms = next(line for line in plans.splitlines() if line.startswith("ROOMS:"))
+    counts = next(line for line in plans.splitlines() if line.startswith("COUNTS:"))
+    assert "room_last_seq_idx" in rooms and "TEMP B-TREE" not in rooms and "Sort" not in rooms, rooms
+    assert "Seq Scan" not in counts and "SCAN chat_membership" not in counts, counts
+
+
+def test_the_room_list_puts_occupied_rooms_first_among_the_most_active(start_server, clients):
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_ROOMS_LISTED=3)
+    a, b = clients(server.url).connect(name="lister-a"), clients(server.url).connect(name="lister-b")
+    for room, count in (("busiest", 3), ("busy", 2), ("quiet", 1), ("oldest", 0)):
+        a.join(room)
+        for i in range(count):
+            a.send(room, f"{room} {i}")
+        a.call("leave", {"room": room})
+    b.join("quiet")
+    expected = [{"name": "quiet", "members": 1}, {"name": "busiest", "members": 0}, {"name": "busy", "members": 0}]
+    assert a.call("rooms")["rooms"] == expected
+    assert requests.get(server.url + "/api/rooms/", timeout=10).json()["rooms"] == expected
