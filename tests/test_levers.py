@@ -330,3 +330,40 @@ def test_the_room_list_puts_occupied_rooms_first_among_the_most_active(start_ser
     expected = [{"name": "quiet", "members": 1}, {"name": "busiest", "members": 0}, {"name": "busy", "members": 0}]
     assert a.call("rooms")["rooms"] == expected
     assert requests.get(server.url + "/api/rooms/", timeout=10).json()["rooms"] == expected
+
+
+def test_metrics_and_health_detail_are_served_only_to_trusted_addresses(start_server):
+    """Point 9: /healthz?detail=1 walked every object (blocking the node) and, like
+    /metrics, was served to anyone, nginx passing them on."""
+    server = start_server(CHAT_TRUSTED_PROXIES="127.0.0.1")
+    stranger = {"X-Forwarded-For": "203.0.113.9"}  # through a trusted proxy, from outside
+    assert requests.get(server.url + "/metrics", timeout=10).status_code == 200
+    detail = requests.get(server.url + "/healthz?detail=1", timeout=10).json()
+    assert "engineio_sockets" in detail and "greenlets" not in detail  # no walk over every object
+    assert "greenlets" in requests.get(server.url + "/healthz?detail=gc", timeout=10).json()
+    for path in ("/metrics", "/healthz?detail=1", "/healthz?detail=gc"):
+        refused = requests.get(server.url + path, headers=stranger, timeout=10)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden", path
+    assert requests.get(server.url + "/healthz", headers=stranger, timeout=10).json()["ok"]
+    elsewhere = start_server(CHAT_METRICS_ALLOWED="10.0.0.0/8")
+    assert requests.get(elsewhere.url + "/metrics", timeout=10).status_code == 403
+
+
+@pytest.mark.cluster
+def test_nginx_does_not_pass_on_metrics_or_health_detail(tmp_path):
+    from deploy.cluster import nginx_binary
+    from tests.cluster import PostgresDatabase, require_postgres
+    from tests.test_nginx import Balanced
+
+    require_postgres()
+    nginx_binary()
+    with PostgresDatabase() as db:
+        balanced = Balanced(db, tmp_path)
+        try:
+            balanced.start(first_only=True)
+            assert requests.get(balanced.url + "/healthz", timeout=10).status_code == 200
+            assert requests.get(balanced.url + "/healthz?detail=1", timeout=10).status_code == 403
+            assert requests.get(balanced.url + "/metrics", timeout=10).status_code == 403
+            assert requests.get(balanced.node_url(0) + "/metrics", timeout=10).status_code == 200  # the operator
+        finally:
+            balanced.runner.stop()
