@@ -35,7 +35,8 @@ import gevent
 import socketio
 
 from chat.protocol import UNKNOWN_EVENT, failure
-from chat.wire import DirectSocket, FlushScheduler, oversize_reason, websocket_text_frame
+from chat.wire import DirectSocket, oversize_reason, websocket_text_frame
+from chat.wirebuffer import FlushScheduler
 
 log = logging.getLogger(__name__)
 
