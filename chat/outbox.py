@@ -13,11 +13,12 @@ Engine.IO's per-socket queue until the next poll. Before each broadcast packet (
 messages, presence, typing) `BoundedServer` checks what waits: past CHAT_MAX_OUTBOX packets
 or CHAT_MAX_OUTBOX_BYTES bytes the connection is cut (closed at the Engine.IO level, so
 socket.io-client reconnects by itself) with a logged reason; it recovers what it missed
-with `join {since}`. Replies to the client's own requests (acks, among them a catch-up page
-of up to CHAT_SINCE_MAX messages) are not counted: one per request, so the client's own
-request rate (rate-limited) bounds them, and refusing a catch-up page over the byte limit
-would leave a client that can never catch up. The close runs in its own greenlet: the
-packet being sent may be one of a room broadcast that is still iterating over the room.
+with `join {since}`. Replies to the client's own requests (acks and their binary
+attachments, pongs, NOOPs) are bounded by chat.wire's `DirectSocket` with the same limits
+(`outbox_limits`), but refused only once the outbox is already over a bound: refusing a
+catch-up page of up to CHAT_SINCE_MAX messages because it is large would leave a client
+that can never catch up. The close runs in its own greenlet: the packet being sent may be
+one of a room broadcast that is still iterating over the room.
 
 Cheap: a room broadcast hands the same Engine.IO packet object to every recipient, so
 `BoundedServer` wraps it once in a `FramedPacket` whose websocket frame (UTF-8 bytes plus

@@ -10,8 +10,8 @@ Python data stack, and every delivery costs a queue hand-off and a switch to the
   pywsgi handler (which then ends) and the session gets one shallow greenlet of its own.
   It reads with wsproto (RFC 6455 framing, masking, UTF-8, ping/pong/close) and runs the
   connection's events there, one at a time, in order.
-- Writes: `send` hands the packet's websocket frame to the session's `Wire` (chat.wirebuffer). A frame for an
-  idle wire goes out at once in one non-blocking `send()`. While the server delivers a batch
+- Writes: `send` hands the packet's websocket frame to the session's `Wire`
+  (chat.wirebuffer). A frame for an idle wire goes out at once in one non-blocking `send()`. While the server delivers a batch
   of committed messages, the `FlushScheduler` is corked: each wire gathers its frames and is
   written once when the batch ends. When the kernel's send buffer is full, the rest waits
   in the wire and a drain greenlet, alive only until the socket catches up, writes it; how
