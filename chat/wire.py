@@ -112,15 +112,18 @@ class DirectSocket(engineio.socket.Socket):
 
     wire = None  # set once the session runs on a websocket
     _ping_timer = None
+    _cut_due = False  # a long-polling session over the outbox limits, closing
 
     # -- sending --------------------------------------------------------------------------
     def send(self, pkt):
         wire = self.wire
         if wire is None:  # long-polling, or not upgraded yet: python-engineio's queue
             max_frames, _ = getattr(self.server, "outbox_limits", UNBOUNDED)
-            if self.queue.qsize() >= max_frames and not self.upgrading and not self.closing:
-                log.warning("cutting eio_sid=%s: outbox full: %d packets queued (replies)", self.sid, max_frames)
-                gevent.spawn(self.close, wait=False, abort=True, reason="outbox full")
+            if self.queue.qsize() >= max_frames and not self.upgrading:
+                if not self._cut_due:
+                    self._cut_due = True
+                    log.warning("cutting eio_sid=%s: outbox full: %d packets queued", self.sid, max_frames)
+                    gevent.spawn(self.close, wait=False, abort=True, reason="outbox full")
                 return
             return super().send(pkt)
         if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:

@@ -367,3 +367,17 @@ def test_nginx_does_not_pass_on_metrics_or_health_detail(tmp_path):
             assert requests.get(balanced.node_url(0) + "/metrics", timeout=10).status_code == 200  # the operator
         finally:
             balanced.runner.stop()
+
+
+def test_replies_to_a_poller_that_never_polls_are_bounded(start_server):
+    from tests.rawclient import RawPolling
+
+    server = start_server(CHAT_RATE_LIMITS="off", CHAT_MAX_OUTBOX=50)
+    polling = RawPolling(server.url)
+    polling.post('40{"name": "never-polls"}')
+    for batch in range(10):  # 100 acks owed, never fetched
+        body = RawPolling.SEPARATOR.join(f'42{batch * 10 + i}["nope", {{}}]' for i in range(10))
+        if polling.http.post(f"{polling.base}&sid={polling.sid}", data=body, timeout=10).status_code != 200:
+            break  # cut meanwhile
+    wait_until(lambda: "outbox full" in server.output(), timeout=10, message="the poller cut")
+    assert polling.http.get(f"{polling.base}&sid={polling.sid}", timeout=10).status_code == 400  # session gone
