@@ -189,3 +189,9 @@ CHAT_BUS_INSECURE = env_bool("CHAT_BUS_INSECURE", False)  # no keys: plain bus, 
 CHAT_DELIVERY_CHECK_SECS = env_int("CHAT_DELIVERY_CHECK_SECS", 5)  # compare rooms with the database
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", "")  # proxies whose X-Forwarded-For is believed
 CHAT_ALLOWED_ORIGINS = env_list("CHAT_ALLOWED_ORIGINS", "")  # empty: the site's own host only
+# Rooms created by joining, per name and per client address (on this node): rooms/seconds.
+# Off with CHAT_RATE_LIMITS=off unless set (load tests create many rooms from one address).
+CHAT_ROOM_CREATES = env_str("CHAT_ROOM_CREATES", "off" if CHAT_RATE_LIMITS.strip().lower() in ("off", "0", "false", "no") else "on")
+# /metrics and /healthz?detail: only for these addresses or networks ("*": anyone); behind a
+# proxy in CHAT_TRUSTED_PROXIES the client's address comes from X-Forwarded-For.
+CHAT_METRICS_ALLOWED = env_list("CHAT_METRICS_ALLOWED", "127.0.0.0/8,::1")

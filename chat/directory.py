@@ -134,12 +134,11 @@ def members(room, limit):
     return list(Membership.objects.filter(room=room).order_by("name").values_list("name", flat=True)[:limit])
 
 
-def room_counts(limit):
-    """{room: members} for the `limit` fullest rooms in the cluster."""
-    rows = Membership.objects.values("room").annotate(n=Count("id")).order_by("-n")[:limit]
-    return {row["room"]: row["n"] for row in rows}
-
-
 def rooms_with_counts(limit):
-    """Rooms for `rooms` and /api/rooms/, with cluster-wide online counts."""
-    return persistence.list_rooms(room_counts(limit), limit)
+    """Rooms for `rooms` and /api/rooms/: the `limit` most active rooms (highest message id),
+    those with the most members online first. Bounded whatever the number of rooms and
+    members: an index range for the rooms, then the membership index for those rooms only."""
+    names = persistence.most_active_rooms(limit)
+    counts = dict(Membership.objects.filter(room__in=names).values_list("room").annotate(n=Count("id")).order_by())
+    ranked = sorted(names, key=lambda name: -counts.get(name, 0))  # stable: by activity among equals
+    return [{"name": name, "members": counts.get(name, 0)} for name in ranked]

@@ -1,4 +1,5 @@
-"""Rate limits: token buckets per connection and per name for `send`, `typing` and `join`.
+"""Rate limits: token buckets per connection and per name for `send`, `typing`, `join`,
+`history` and `rooms`, and quotas of rooms created per name and per address.
 
 A request must find a token in both its connection's bucket and its name's bucket (so a
 reconnect does not refill anything). A refused request answers `rate_limited` with
@@ -6,6 +7,15 @@ reconnect does not refill anything). A refused request answers `rate_limited` wi
 is disconnected by the caller. Buckets exist only for live connections; name buckets are
 kept for at most `names_tracked` names (least recently used go first, as a full bucket
 would). One `RateLimiter` per process, owned by chat.services.
+
+A catch-up is not a flood: after a `truncated` join page, the join that continues it
+(same connection, room, and `since` = the page's last id) takes no token, so a client
+following the pages catches up a gap of any length. Each connection holds at most
+CONTINUATIONS_PER_CONNECTION such passes (one per room it is catching up in).
+
+Room creation (CHAT_ROOM_CREATES) is a quota, not a rate: `name=20/3600` lets a name
+create 20 rooms, and one more every 3600/20 s; `address=` the same per client address.
+Refusals answer `rate_limited` with `retry_after` but are no flood strikes.
 """
 import time
 from collections import OrderedDict
@@ -13,7 +23,11 @@ from dataclasses import dataclass
 
 from chat.protocol import RATE_LIMITED, ProtocolError
 
-DEFAULT_RULES = "send=4/20,typing=10/30,join=5/30"  # per second / burst: a fast human never hits them
+# per second / burst: a fast human never hits them (scrolling back is a history page a second)
+DEFAULT_RULES = "send=4/20,typing=10/30,join=5/30,history=5/30,rooms=1/10"
+DEFAULT_ROOM_CREATES = "name=20/3600,address=100/3600"  # rooms / seconds
+OFF = ("off", "0", "false", "no")
+CONTINUATIONS_PER_CONNECTION = 64
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,7 @@ class Rule:
 def parse_rules(text):
     """'send=4/20,typing=10/30' -> {'send': Rule(4, 20), ...}; 'off' -> {}; 'on' -> defaults."""
     text = text.strip().lower()
-    if text in ("off", "0", "false", "no"):
+    if text in OFF:
         return {}
     if text in ("on", "", "1", "true", "yes"):
         text = DEFAULT_RULES
@@ -40,6 +54,27 @@ def parse_rules(text):
     return rules
 
 
+def parse_quotas(text):
+    """'name=20/3600,address=100/3600' (rooms / seconds) -> {'name': Rule(20/3600, 20), ...};
+    'off' -> {}; 'on' -> DEFAULT_ROOM_CREATES."""
+    text = text.strip().lower()
+    if text in OFF:
+        return {}
+    if text in ("on", "", "1", "true", "yes"):
+        text = DEFAULT_ROOM_CREATES
+    quotas = {}
+    for part in text.split(","):
+        try:
+            kind, spec = part.split("=")
+            count, window_secs = (float(value) for value in spec.split("/"))
+            if kind.strip() not in ("name", "address") or count <= 0 or window_secs <= 0:
+                raise ValueError
+        except ValueError:
+            raise ValueError(f"CHAT_ROOM_CREATES: cannot read {part!r}; write name=rooms/secs,address=rooms/secs") from None
+        quotas[kind.strip()] = Rule(count / window_secs, count)
+    return quotas
+
+
 class _Bucket:
     __slots__ = ("tokens", "updated")
 
@@ -52,14 +87,17 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, rules, flood_strikes, names_tracked=10_000, clock=time.monotonic):
+    def __init__(self, rules, flood_strikes, names_tracked=10_000, clock=time.monotonic, room_creates=None):
         self.rules = rules
         self.flood_strikes = flood_strikes
         self.names_tracked = names_tracked
         self.clock = clock
+        self.room_creates = room_creates or {}  # {"name" | "address": Rule}
         self._by_sid = {}  # sid -> {event: bucket}
         self._by_name = OrderedDict()  # name -> {event: bucket}
         self._strikes = {}  # sid -> refusals in a row
+        self._continuations = {}  # sid -> [key of the request that continues a truncated answer]
+        self._created = {kind: OrderedDict() for kind in self.room_creates}  # kind -> {key: bucket}
 
     def check(self, sid, name, event):
         """Take a token or raise ProtocolError(rate_limited). Returns True when `sid` is flooding."""
@@ -81,6 +119,42 @@ class RateLimiter:
         self._strikes.pop(sid, None)
         return False
 
+    def allow_continuation(self, sid, key):
+        """The next request with `key` (e.g. ("join", room, since)) from `sid` is free."""
+        keys = self._continuations.setdefault(sid, [])
+        keys.append(key)
+        del keys[:-CONTINUATIONS_PER_CONNECTION]
+
+    def continues(self, sid, key):
+        """True (and the pass is used) when `sid` holds a pass for `key`."""
+        keys = self._continuations.get(sid)
+        if not keys or key not in keys:
+            return False
+        keys.remove(key)
+        return True
+
+    def check_room_create(self, name, address):
+        """Take one room creation from the name's and the address's quotas, or raise
+        ProtocolError(rate_limited) (not a flood strike: the request itself was allowed)."""
+        now = self.clock()
+        buckets = [(self._created_bucket(kind, key, now), self.room_creates[kind])
+                   for kind, key in (("name", name), ("address", address)) if kind in self.room_creates]
+        waits = [(1 - bucket.tokens) / rule.per_sec for bucket, rule in buckets if bucket.tokens < 1]
+        if waits:
+            raise ProtocolError(RATE_LIMITED, "too many rooms created; join an existing room or try later",
+                                retry_after=round(max(waits), 3))
+        for bucket, _ in buckets:
+            bucket.tokens -= 1
+
+    def _created_bucket(self, kind, key, now):
+        tracked = self._created[kind]
+        bucket = tracked.pop(key, None) or _Bucket(self.room_creates[kind].burst, now)
+        tracked[key] = bucket
+        while len(tracked) > self.names_tracked:
+            tracked.popitem(last=False)
+        bucket.refill(self.room_creates[kind], now)
+        return bucket
+
     def _name_buckets(self, name):
         buckets = self._by_name.pop(name, None) or {}
         self._by_name[name] = buckets
@@ -99,3 +173,4 @@ class RateLimiter:
     def forget(self, sid):
         self._by_sid.pop(sid, None)
         self._strikes.pop(sid, None)
+        self._continuations.pop(sid, None)

@@ -13,11 +13,12 @@ Engine.IO's per-socket queue until the next poll. Before each broadcast packet (
 messages, presence, typing) `BoundedServer` checks what waits: past CHAT_MAX_OUTBOX packets
 or CHAT_MAX_OUTBOX_BYTES bytes the connection is cut (closed at the Engine.IO level, so
 socket.io-client reconnects by itself) with a logged reason; it recovers what it missed
-with `join {since}`. Replies to the client's own requests (acks, among them a catch-up page
-of up to CHAT_SINCE_MAX messages) are not counted: one per request, so the client's own
-request rate (rate-limited) bounds them, and refusing a catch-up page over the byte limit
-would leave a client that can never catch up. The close runs in its own greenlet: the
-packet being sent may be one of a room broadcast that is still iterating over the room.
+with `join {since}`. Replies to the client's own requests (acks and their binary
+attachments, pongs, NOOPs) are bounded by chat.wire's `DirectSocket` with the same limits
+(`outbox_limits`), but refused only once the outbox is already over a bound: refusing a
+catch-up page of up to CHAT_SINCE_MAX messages because it is large would leave a client
+that can never catch up. The close runs in its own greenlet: the packet being sent may be
+one of a room broadcast that is still iterating over the room.
 
 Cheap: a room broadcast hands the same Engine.IO packet object to every recipient, so
 `BoundedServer` wraps it once in a `FramedPacket` whose websocket frame (UTF-8 bytes plus
@@ -28,6 +29,7 @@ call per connection per message, or per batch of committed messages.
 """
 import logging
 import time
+from urllib.parse import parse_qs
 
 import engineio.packet
 import engineio.socket
@@ -35,7 +37,8 @@ import gevent
 import socketio
 
 from chat.protocol import UNKNOWN_EVENT, failure
-from chat.wire import DirectSocket, FlushScheduler, websocket_text_frame
+from chat.wire import DirectSocket, oversize_reason, websocket_text_frame
+from chat.wirebuffer import FlushScheduler
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,20 @@ class BoundedServer(socketio.Server):
         self._cutting = set()  # eio sids being closed; emptied as each close finishes
         self._last_packet = self._last_framed = None  # the broadcast being sent
         self.eio.flush_scheduler = FlushScheduler()  # what chat.wire sessions flush through
+        self.eio.outbox_limits = (max_packets, max_bytes)  # ...and what bounds their replies
+
+    def handle_request(self, environ, start_response):
+        """A long-polling POST over CHAT_MAX_PAYLOAD_BYTES is answered 413 with the reason
+        (python-engineio answers a bare 400) and its session is closed."""
+        limit = self.eio.max_http_buffer_size
+        if environ.get("REQUEST_METHOD") == "POST" and _content_length(environ) > limit:
+            sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
+            if sid in self.eio.sockets:
+                self._cut(sid, "packet too large")
+            start_response("413 Content Too Large", [("Content-Type", "text/plain; charset=utf-8")]
+                           + self.eio._cors_headers(environ))
+            return [oversize_reason(limit).encode()]
+        return super().handle_request(environ, start_response)
 
     def _handle_eio_connect(self, eio_sid, environ):
         socket = self.eio.sockets.get(eio_sid)
@@ -160,6 +177,13 @@ def ping_timed_out(socket, ping_timeout):
     """True for a long-polling socket that python-engineio would close on its next send."""
     last_ping = socket.last_ping
     return bool(last_ping) and time.time() - last_ping > ping_timeout
+
+
+def _content_length(environ):
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def packet_size(pkt):

@@ -21,7 +21,7 @@ from geventwebsocket.handler import WebSocketHandler
 
 from chat import bus, events
 from chat.delivery import RoomFeed
-from chat.limits import RateLimiter, parse_rules
+from chat.limits import RateLimiter, parse_quotas, parse_rules
 from chat.metrics import NodeMetrics
 from chat.outbox import BoundedServer
 from chat.presence import Presence
@@ -114,7 +114,8 @@ def build_runtime():
     feed = RoomFeed(store, deliver_here, settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX, metrics=metrics)
     manager.attach_feed(feed)
     manager.on_relink(feed.check)
-    limiter = RateLimiter(parse_rules(settings.CHAT_RATE_LIMITS), settings.CHAT_FLOOD_STRIKES)
+    limiter = RateLimiter(parse_rules(settings.CHAT_RATE_LIMITS), settings.CHAT_FLOOD_STRIKES,
+                          room_creates=parse_quotas(settings.CHAT_ROOM_CREATES))
     service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID, limiter)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())

@@ -54,6 +54,7 @@ class ChatService:
         self._unreleased = {}  # sid -> name whose disconnect the directory has not recorded yet
         self._counts_due = {}  # room -> member count waiting for its throttled announcement
         self._reregistering = False  # reaped while alive; cleared once every connection is back
+        self._large_rooms = {}  # room -> cluster-wide count, while over presence_detail_max
         bus.on_control(self._on_control)
 
     # -- this node in the cluster -------------------------------------------------------------
@@ -219,7 +220,8 @@ class ChatService:
     # -- rooms ------------------------------------------------------------------------------
     def join(self, sid, request):
         room, name = request.room, self._name(sid)
-        self._limit(sid, name, "join")
+        if request.since is None or not self.limiter.continues(sid, ("join", room, request.since)):
+            self._limit(sid, name, "join")  # the next page of a truncated catch-up is free
         already = self.presence.is_member(sid, room)
         if not already and len(self.presence.rooms_of(sid)) >= self.limits.rooms_per_connection:
             raise ProtocolError(protocol.TOO_MANY_ROOMS,
@@ -227,7 +229,7 @@ class ChatService:
         if not already and self.store.read(moderation.is_banned, room, name):
             raise ProtocolError(protocol.BANNED, f"you are banned from {room}")
         if not already and not self.store.read(persistence.room_exists, room):
-            self.store.write(persistence.create_room, room)
+            self._create_room(sid, name, room)
         if not already:  # the directory first: after entering, nothing may wait before the ack
             self.store.write(directory.enter, self.node_id, sid, name, room)
         try:
@@ -240,6 +242,8 @@ class ChatService:
             raise
         finally:
             self.feed.release(room, self.presence.count(room) > 0)
+        if snap.truncated:
+            self.limiter.allow_continuation(sid, ("join", room, snap.messages[-1]["id"]))
         if snap.truncated and not already:
             self._forget_membership(sid, room)  # not a member until the catch-up completes
             count, members = count - 1, [m for m in members if m != name]
@@ -251,6 +255,12 @@ class ChatService:
         if snap.truncated:
             reply["truncated"] = True
         return reply
+
+    def _create_room(self, sid, name, room):
+        """Joining creates a room, within the name's and the address's quotas (CHAT_ROOM_CREATES)."""
+        conn = self._connections.get(sid)
+        self.limiter.check_room_create(name, conn.address if conn else "?")
+        self.store.write(persistence.create_room, room)
 
     def _forget_membership(self, sid, room):
         """Undo a join that did not complete (before any announcement was made)."""
@@ -287,8 +297,10 @@ class ChatService:
         O(members) frames per join (O(n^2) for a crowd arriving), so large rooms get one
         `{action: "count"}` event per `presence_interval_secs` instead."""
         if count <= self.limits.presence_detail_max:
+            self._large_rooms.pop(room, None)
             self.sio.emit("presence", {"room": room, "user": name, "action": action, "count": count}, room=room)
             return
+        self._large_rooms[room] = count  # typing is not relayed there (see `typing`)
         pending = room in self._counts_due
         self._counts_due[room] = count
         if not pending:
@@ -316,7 +328,7 @@ class ChatService:
         self.bus.publish_room_messages(messages)
 
     def history(self, sid, request):
-        self._name(sid)
+        self._limit(sid, self._name(sid), "history")
         rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit)
         return ok(messages=rows)
 
@@ -324,10 +336,16 @@ class ChatService:
         name = self._name(sid)
         self._require_member(sid, room)
         self._limit(sid, name, "typing")
+        if self._room_size(room) > self.limits.presence_detail_max:
+            return  # each typing event would cost a frame per member: large rooms show none
         self.sio.emit("typing", {"room": room, "user": name, "active": active}, room=room, skip_sid=sid)
 
+    def _room_size(self, room):
+        """Members of `room`: this node's, or the cluster's count when this node last saw it large."""
+        return max(self.presence.count(room), self._large_rooms.get(room, 0))
+
     def rooms(self, sid):
-        self._name(sid)
+        self._limit(sid, self._name(sid), "rooms")
         return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
 
     def message_deleted(self, room, message_id):

@@ -1,18 +1,23 @@
 """Pages, the JSON API and the health check (Django views; no socket work here).
 
 JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error: {code, message}}`.
+`/healthz` is for probes, anyone may ask; its `detail` and `/metrics` describe the node's
+insides and are served only to CHAT_METRICS_ALLOWED addresses (behind a proxy listed in
+CHAT_TRUSTED_PROXIES, the client's address from X-Forwarded-For).
 """
-from django.conf import settings
-from django.db import DatabaseError
 import gc
+import ipaddress
+from functools import lru_cache
 
 import greenlet
 import prometheus_client
+from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from chat import directory, persistence, protocol, server
+from chat import directory, persistence, protocol, server, services
 from chat.protocol import ProtocolError
 
 
@@ -58,8 +63,32 @@ def _int_param(request, name):
         return raw
 
 
+@lru_cache(maxsize=8)
+def _networks(allowed):
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in allowed if entry != "*")
+
+
+def is_trusted(request):
+    """Whether the client may see the node's insides (CHAT_METRICS_ALLOWED)."""
+    allowed = tuple(settings.CHAT_METRICS_ALLOWED)
+    if "*" in allowed:
+        return True
+    try:
+        address = ipaddress.ip_address(services.client_address(request.META))
+    except ValueError:
+        return False
+    return any(address in network for network in _networks(allowed))
+
+
+def _untrusted():
+    return _json_error(protocol.FORBIDDEN, "not served to this address (CHAT_METRICS_ALLOWED)", 403)
+
+
 @require_GET
 def healthz(request):
+    detail = request.GET.get("detail")
+    if detail and not is_trusted(request):
+        return _untrusted()
     runtime = server.current()
     status = {"ok": True, "node": settings.CHAT_NODE_ID}
     try:
@@ -70,15 +99,18 @@ def healthz(request):
     if runtime:
         status["connections"] = runtime.presence.connection_count()
         status["db_pending"] = runtime.store.pending()
-        if request.GET.get("detail"):  # a full gc scan: for churn tests and debugging, not probes
-            status["greenlets"] = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet))
+        if detail:  # counts the node keeps anyway: O(1)
             status["engineio_sockets"] = len(runtime.sio.eio.sockets)
             status["tracked_rooms"] = len(runtime.feed.tracked_rooms())
+        if detail == "gc":  # walks every object, blocking the node meanwhile: tests and debugging only
+            status["greenlets"] = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet))
     return JsonResponse(status, status=200 if status["ok"] else 503)
 
 
 @require_GET
 def metrics(request):
+    if not is_trusted(request):
+        return _untrusted()
     runtime = server.current()
     if runtime:
         runtime.metrics.refresh(runtime.presence.connection_count(), len(runtime.feed.tracked_rooms()))

@@ -10,8 +10,8 @@ Python data stack, and every delivery costs a queue hand-off and a switch to the
   pywsgi handler (which then ends) and the session gets one shallow greenlet of its own.
   It reads with wsproto (RFC 6455 framing, masking, UTF-8, ping/pong/close) and runs the
   connection's events there, one at a time, in order.
-- Writes: `send` hands the packet's websocket frame to the session's `Wire`. A frame for an
-  idle wire goes out at once in one non-blocking `send()`. While the server delivers a batch
+- Writes: `send` hands the packet's websocket frame to the session's `Wire`
+  (chat.wirebuffer). A frame for an idle wire goes out at once in one non-blocking `send()`. While the server delivers a batch
   of committed messages, the `FlushScheduler` is corked: each wire gathers its frames and is
   written once when the batch ends. When the kernel's send buffer is full, the rest waits
   in the wire and a drain greenlet, alive only until the socket catches up, writes it; how
@@ -23,10 +23,8 @@ that upgrades moves whatever is still queued onto its wire first. The wire proto
 unchanged: the same frames, in the same order.
 """
 import logging
-import socket as stdlib_socket
 import struct
 import time
-from contextlib import contextmanager
 
 import engineio.exceptions
 import engineio.packet
@@ -38,9 +36,13 @@ import wsproto.utilities
 from gevent.queue import Empty
 from wsproto.connection import ConnectionType
 
+from chat.wirebuffer import Wire
+
 log = logging.getLogger(__name__)
 
 RECV_BYTES = 16384
+UNBOUNDED = (float("inf"), float("inf"))
+MESSAGE_TOO_BIG = 1009  # RFC 6455 close code
 TEXT_OPCODE = 0x1
 BINARY_OPCODE = 0x2
 
@@ -56,6 +58,11 @@ def websocket_frame(payload, opcode=TEXT_OPCODE):
     else:
         header = struct.pack("!BBQ", first, 127, size)
     return header + payload
+
+
+def oversize_reason(limit):
+    """The close reason (websocket) and 413 body (long-polling) of a packet over the limit."""
+    return f"packet too large: over {limit} bytes"
 
 
 def websocket_text_frame(payload):
@@ -100,171 +107,41 @@ def detach(handler):
     return sock, leftover
 
 
-class FlushScheduler:
-    """Decides when wires write. Uncorked (the usual case), a frame for an idle wire is
-    written at once. Inside `corking()` (delivering a batch of messages) frames are gathered
-    per wire and each wire is written once when the batch ends. Frames that arrive while a
-    wire already has bytes pending are flushed when the current turn of the event loop ends.
-
-    Owned by the Socket.IO server (one per process); the wires it holds are written and
-    released within the batch or turn that added them."""
-
-    def __init__(self):
-        self._due = []
-        self._scheduled = False
-        self.corked = 0
-
-    @contextmanager
-    def corking(self):
-        self.corked += 1
-        try:
-            yield
-        finally:
-            self.corked -= 1
-            if not self.corked:
-                self._flush_due()
-
-    def add(self, wire):
-        self._due.append(wire)
-        if not self._scheduled and not self.corked:
-            self._scheduled = True
-            gevent.get_hub().loop.run_callback(self._flush_due_at_turn_end)
-
-    def _flush_due_at_turn_end(self):
-        self._scheduled = False
-        if not self.corked:
-            self._flush_due()
-
-    def _flush_due(self):
-        due, self._due = self._due, []
-        for wire in due:
-            try:
-                wire.flush()
-            except Exception:  # may run in the hub: never let one wire stop the others
-                log.exception("flushing a websocket failed")
-
-
-class Wire:
-    """The outgoing bytes of one websocket session. `queued_frames`/`queued_bytes` count
-    what was handed to `write` and is not yet in the kernel's send buffer."""
-
-    __slots__ = ("_gsock", "_send_now", "_scheduler", "_pending", "queued_frames", "queued_bytes",
-                 "_scheduled", "_drainer", "dead")
-
-    def __init__(self, gsock, scheduler):
-        self._gsock = gsock  # this session's gevent socket
-        self._send_now = gsock._sock.send  # the non-blocking OS socket under it: send() never waits
-        self._scheduler = scheduler
-        self._pending = []
-        self.queued_frames = 0
-        self.queued_bytes = 0
-        self._scheduled = False
-        self._drainer = None  # the greenlet writing a backlog, while there is one
-        self.dead = False
-
-    def write(self, frame):
-        self.offer(frame, float("inf"), float("inf"))
-
-    def offer(self, frame, max_frames, max_bytes):
-        """Write or queue `frame` unless that would pass the limits: then False (the caller cuts)."""
-        if self.queued_frames >= max_frames or self.queued_bytes + len(frame) > max_bytes:
-            return False
-        if self.dead:
-            return True
-        pending = self._pending
-        if not pending and self._drainer is None and not self._scheduler.corked:
-            self._write_or_keep(frame, 1)  # an idle wire: straight to the socket
-            return True
-        pending.append(frame)
-        self.queued_frames += 1
-        self.queued_bytes += len(frame)
-        if not self._scheduled and self._drainer is None:
-            self._scheduled = True
-            self._scheduler.add(self)
-        return True
-
-    def flush(self):
-        """Write what is pending without blocking."""
-        self._scheduled = False
-        pending = self._pending
-        if self._drainer is not None or self.dead or not pending:
-            return
-        frames = self.queued_frames
-        data = self._take()
-        self.queued_frames = self.queued_bytes = 0
-        self._write_or_keep(data, frames)
-
-    def _write_or_keep(self, data, frames):
-        """One non-blocking send; what does not fit waits for a drain greenlet."""
-        try:
-            sent = self._send_now(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self.kill()
-            return
-        if sent < len(data):  # the kernel's buffer is full: keep the rest for a drain greenlet
-            self._pending.append(data[sent:])
-            self.queued_frames += frames
-            self.queued_bytes += len(data) - sent
-            self._drainer = gevent.spawn(self._drain)
-
-    def _take(self):
-        pending = self._pending
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        return data
-
-    def _drain(self):
-        """Wait for the socket to take the backlog (gevent's sendall, with the socket's timeout)."""
-        try:
-            while self._pending and not self.dead:
-                data = self._take()
-                self._gsock.sendall(data)
-                if not self._pending:
-                    self.queued_frames = self.queued_bytes = 0
-                else:
-                    self.queued_bytes -= len(data)
-        except OSError:  # includes timeouts: a client that stopped reading for that long is gone
-            self.kill()
-        finally:
-            self._drainer = None
-
-    def write_now(self, frame):
-        """Write `frame` after everything pending, blocking this greenlet (not the hub)."""
-        self.write(frame)
-        if self._drainer is not None:
-            self._drainer.join()
-        if self._pending and not self.dead:
-            self._drainer = gevent.getcurrent()
-            self._drain()
-
-    def kill(self):
-        """Drop what is pending and end the connection: its reader sees end-of-file."""
-        self.dead = True
-        self._pending.clear()
-        self.queued_frames = self.queued_bytes = 0
-        try:
-            self._gsock._sock.shutdown(stdlib_socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
 class DirectSocket(engineio.socket.Socket):
     """An Engine.IO session that writes its websocket frames directly (see the module doc)."""
 
     wire = None  # set once the session runs on a websocket
     _ping_timer = None
+    _cut_due = False  # a long-polling session over the outbox limits, closing
 
     # -- sending --------------------------------------------------------------------------
     def send(self, pkt):
         wire = self.wire
         if wire is None:  # long-polling, or not upgraded yet: python-engineio's queue
+            max_frames, _ = getattr(self.server, "outbox_limits", UNBOUNDED)
+            if self.queue.qsize() >= max_frames and not self.upgrading:
+                if not self._cut_due:
+                    self._cut_due = True
+                    log.warning("cutting eio_sid=%s: outbox full: %d packets queued", self.sid, max_frames)
+                    gevent.spawn(self.close, wait=False, abort=True, reason="outbox full")
+                return
             return super().send(pkt)
         if self.last_ping and time.time() - self.last_ping > self.server.ping_timeout:
             if not self.check_ping_timeout():
                 return
-        wire.write(frame_of(pkt))
+        self._send_reply(wire, frame_of(pkt))
+
+    def _send_reply(self, wire, frame):
+        """Everything but broadcasts comes here (acks, their binary attachments, pings,
+        pongs, NOOPs): one per request or timer, but a client that sends requests and
+        never reads would pile them up, so once its outbox is over the limits
+        (`outbox_limits`, set by chat.outbox) the connection is cut. A reply is refused
+        only when the outbox is already full: a large catch-up page still goes out."""
+        max_frames, max_bytes = getattr(self.server, "outbox_limits", UNBOUNDED)
+        if not wire.offer(frame, max_frames, max_bytes + len(frame)):
+            log.warning("cutting eio_sid=%s: outbox full: %d packets, %d bytes queued (replies)",
+                        self.sid, wire.queued_frames, wire.queued_bytes)
+            wire.kill()  # the session greenlet sees the end of the connection and closes it
 
     def outbox_size(self):
         """(packets, bytes or None) waiting to be written to this client."""
@@ -365,14 +242,15 @@ class DirectSocket(engineio.socket.Socket):
                 if isinstance(event, wsproto.events.Message):
                     size += len(event.data)
                     if size > limit:
-                        raise ValueError("packet is too large")
+                        self._refuse_oversize(conn, limit)
+                        return
                     parts.append(event.data)
                     if event.message_finished:
                         data = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
                         parts, size = [], 0
                         self._receive_packet(data)
                 elif isinstance(event, wsproto.events.Ping):
-                    self.wire.write(conn.send(event.response()))
+                    self._send_reply(self.wire, conn.send(event.response()))
                 elif isinstance(event, wsproto.events.CloseConnection):
                     self._answer_close(conn, event)
                     return
@@ -385,6 +263,17 @@ class DirectSocket(engineio.socket.Socket):
         try:
             self.receive(engineio.packet.Packet(encoded_packet=data))
         except engineio.exceptions.UnknownPacketError:
+            pass
+
+    def _refuse_oversize(self, conn, limit):
+        """A message over CHAT_MAX_PAYLOAD_BYTES: close with 1009 (Message Too Big) and a
+        reason the client can read (docs/PROTOCOL.md, Limits), then end."""
+        log.info("eio_sid=%s sent a packet over %d bytes: closing with 1009", self.sid, limit)
+        close = wsproto.events.CloseConnection(code=MESSAGE_TOO_BIG, reason=oversize_reason(limit))
+        try:
+            with gevent.Timeout(self.server.ping_timeout, False):
+                self.wire.write_now(conn.send(close))
+        except (wsproto.utilities.LocalProtocolError, OSError):
             pass
 
     def _answer_close(self, conn, event):

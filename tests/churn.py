@@ -50,7 +50,7 @@ def churn(url, count, prefix, rooms=5, workers=8):
 
 
 def health(url):
-    return requests.get(url + "/healthz?detail=1", timeout=10).json()
+    return requests.get(url + "/healthz?detail=gc", timeout=10).json()
 
 
 def process_footprint(pid):

@@ -77,11 +77,9 @@ def test_wire_format():
     assert message["ts"].endswith("Z") and "T" in message["ts"]
 
 
-def test_room_list_puts_occupied_rooms_first_and_is_bounded():
+def test_room_list_is_the_most_active_rooms_and_is_bounded():
     fill("quiet", 1)
     fill("busy", 5)
     persistence.create_room("empty")
-    listed = persistence.list_rooms({"empty": 2, "ghost": 1}, 10)
-    assert listed[0] == {"name": "empty", "members": 2}
-    assert {"name": "busy", "members": 0} in listed and {"name": "ghost", "members": 1} in listed
-    assert len(persistence.list_rooms({}, 2)) == 2
+    assert persistence.most_active_rooms(10) == ["busy", "quiet", "empty"]
+    assert persistence.most_active_rooms(2) == ["busy", "quiet"]

@@ -19,7 +19,7 @@ CLOSED = (websocket.WebSocketConnectionClosedException, ConnectionError, OSError
 
 
 def detail(server):
-    return requests.get(server.url + "/healthz?detail=1", timeout=10).json()
+    return requests.get(server.url + "/healthz?detail=gc", timeout=10).json()
 
 
 def test_idle_websocket_sessions_hold_one_greenlet_each(start_server):
