@@ -132,6 +132,7 @@ class ChatService:
             if who.user_id is not None:
                 return self.store.read(identity.verify_account, who), True
             self.store.read(identity.refuse_reserved, who.name)
+            self._refuse_replacing_an_account(who.name)
             return who, True
         session_key = identity.session_key_from_environ(environ)
         user = self.store.read(identity.user_for_session, session_key) if session_key else None
@@ -142,6 +143,14 @@ class ChatService:
             raise ProtocolError(protocol.INVALID_NAME, "connect with auth {name} or {token}")
         self.store.read(identity.refuse_reserved, name)
         return identity.guest(name), False
+
+    def _refuse_replacing_an_account(self, name):
+        """An account renamed while online keeps its old name until it reconnects; a guest
+        token for that name must not take it over. (Checked on this node, where the holder's
+        account is known; elsewhere the reservation check is what protects accounts.)"""
+        holder = self._connections.get(self.presence.sid_of(name))
+        if holder is not None and holder.who.user_id is not None:
+            raise ProtocolError(protocol.NAME_TAKEN, f"{name} is online with an account")
 
     def _kick(self, sid, code, message):
         """Tell a connection (on any node) why, then drop it."""

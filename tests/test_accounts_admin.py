@@ -170,6 +170,18 @@ def test_guest_token_cannot_take_a_name_an_account_now_has(chat_server, clients)
     assert owner.send(room, "still mine")["user"] == name
 
 
+def test_guest_token_does_not_replace_an_account_renamed_while_online(chat_server, clients):
+    from tests.test_server import refusal_code
+
+    name = unique("early")
+    token = clients(chat_server.url).connect(name=name).welcome["token"]
+    create_user(chat_server, name, "owner-password-2")
+    owner = account_client(clients, chat_server, name, "owner-password-2")  # takes over the guest
+    set_user(chat_server, name, f"u.username = {name + '-new'!r}")  # online under the old name
+    assert refusal_code(chat_server.url, "websocket", token=token) == "name_taken"
+    assert owner.sio.connected and owner.received("kicked") == []
+
+
 def test_guest_token_is_not_renewed_past_max_age(start_server, clients):
     """Every reconnect mints a new token, but the name is held by tokens for at most the max
     age after the guest took it; then the guest connects with the name again."""
