@@ -10,6 +10,8 @@ import datetime
 
 from django.utils import timezone
 
+from chat.protocol import ACCOUNT_NAME_MAX_CHARS as NAME_MAX_CHARS  # a Django username fits
+
 
 class Room(models.Model):
     name = models.CharField(max_length=64, unique=True)
@@ -28,7 +30,7 @@ class Room(models.Model):
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     seq = models.BigIntegerField(help_text="Public message id: the room's sequence number.")
-    author = models.CharField(max_length=32)
+    author = models.CharField(max_length=NAME_MAX_CHARS)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     text = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -56,6 +58,7 @@ class Message(models.Model):
             "id": self.seq,
             "room": room_name or self.room.name,
             "user": self.author,
+            "account": self.user_id is not None,  # posted by a logged-in Django account
             "text": self.text,
             "ts": wire_time(self.created_at),
         }
@@ -80,8 +83,8 @@ class Node(models.Model):
 class Online(models.Model):
     """One row per signed-in name in the whole cluster: the unique key makes names unique."""
 
-    key = models.CharField(max_length=32, unique=True, help_text="Lower-cased name.")
-    name = models.CharField(max_length=32)
+    key = models.CharField(max_length=NAME_MAX_CHARS, unique=True, help_text="Lower-cased name.")
+    name = models.CharField(max_length=NAME_MAX_CHARS)
     node = models.ForeignKey(Node, on_delete=models.CASCADE)
     sid = models.CharField(max_length=64, db_index=True)
     since = models.DateTimeField(default=timezone.now)
@@ -94,7 +97,7 @@ class Membership(models.Model):
     """Who is in which room, on which node."""
 
     room = models.CharField(max_length=64)
-    name = models.CharField(max_length=32)
+    name = models.CharField(max_length=NAME_MAX_CHARS)
     node = models.ForeignKey(Node, on_delete=models.CASCADE)
     sid = models.CharField(max_length=64, db_index=True)
 
@@ -106,8 +109,8 @@ class Ban(models.Model):
     """A name barred from a room until the ban is deleted (unban)."""
 
     room = models.CharField(max_length=64)
-    name = models.CharField(max_length=32, help_text="User or guest name, any case.")
-    key = models.CharField(max_length=32, editable=False)
+    name = models.CharField(max_length=NAME_MAX_CHARS, help_text="User or guest name, any case.")
+    key = models.CharField(max_length=NAME_MAX_CHARS, editable=False)
     reason = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)

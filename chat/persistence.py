@@ -125,7 +125,8 @@ def commit_posts(drafts):
                     continue
                 room_id, seq = reserved[0], reserved[1] + offset
                 rows.append((room_id, seq, draft.author, draft.user_id, draft.text, stamp, draft.nonce))
-                wire = {"id": seq, "room": room_name, "user": draft.author, "text": draft.text, "ts": ts}
+                wire = {"id": seq, "room": room_name, "user": draft.author, "account": draft.user_id is not None,
+                        "text": draft.text, "ts": ts}
                 results[index] = Posted(wire, created=True)
         if rows:
             cursor.executemany(SQL.insert, rows)

@@ -7,8 +7,14 @@ docs/PROTOCOL.md documents each code.
 import re
 from dataclasses import dataclass
 
+from django.contrib.auth.validators import UnicodeUsernameValidator
+
 ROOM_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")  # guests
+# Accounts keep their Django username: Django's own rule (letters, digits and @ . + - _) and
+# the length of auth.User.username. Every guest name also passes it.
+ACCOUNT_NAME_RE = re.compile(UnicodeUsernameValidator.regex)
+ACCOUNT_NAME_MAX_CHARS = 150
 NONCE_MAX_CHARS = 64
 ID_MAX = 2**63 - 1
 
@@ -88,8 +94,16 @@ def room_name(value):
 
 
 def user_name(value):
+    """A guest name: what a client may pick for itself."""
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ProtocolError(INVALID_NAME, "name must be 1-32 letters, digits, _, - or .")
+    return value
+
+
+def account_name(value):
+    """A Django username, and so any name someone can be online under (guest names included)."""
+    if not isinstance(value, str) or len(value) > ACCOUNT_NAME_MAX_CHARS or not ACCOUNT_NAME_RE.match(value):
+        raise ProtocolError(INVALID_NAME, f"a username is 1-{ACCOUNT_NAME_MAX_CHARS} letters, digits, @, ., +, - or _")
     return value
 
 
@@ -169,7 +183,7 @@ def parse_ban(data):
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 200:
         raise ProtocolError(INVALID_PAYLOAD, "reason must be a string of at most 200 characters")
-    return room_name(data.get("room")), user_name(data.get("user")), storable(reason, "reason")
+    return room_name(data.get("room")), account_name(data.get("user")), storable(reason, "reason")
 
 
 def parse_rooms(data):

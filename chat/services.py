@@ -173,21 +173,32 @@ class ChatService:
             log.warning("could not hand %s back to %s: %s", name, previous.sid, exc.message)
 
     def _identify(self, environ, name, token):
-        """Token first, then a logged-in Django user, then a guest name."""
+        """Token first, then a logged-in Django user, then a guest name. A guest, with or
+        without a token, never gets a name an account has (see chat.identity)."""
         if token:
             who = identity.read_token(token, self.limits.token_max_age_secs)
-            if who.user_id is not None and not self.store.read(identity.account_is_active, who.user_id):
-                raise ProtocolError(protocol.INVALID_TOKEN, "the account of this token is no longer active")
+            if who.user_id is not None:
+                return self.store.read(identity.verify_account, who), True
+            self.store.read(identity.refuse_reserved, who.name)
+            self._refuse_replacing_an_account(who.name)
             return who, True
         session_key = identity.session_key_from_environ(environ)
         user = self.store.read(identity.user_for_session, session_key) if session_key else None
         if user is not None:
-            return identity.Identity(protocol.user_name(user.get_username()), user.pk), True
+            protocol.account_name(user.get_username())
+            return identity.account(user), True
         if name is None:
             raise ProtocolError(protocol.INVALID_NAME, "connect with auth {name} or {token}")
-        if self.store.read(identity.is_reserved_name, name):
-            raise ProtocolError(protocol.NAME_RESERVED, f"{name} belongs to a registered user; log in to use it")
-        return identity.Identity(name), False
+        self.store.read(identity.refuse_reserved, name)
+        return identity.guest(name), False
+
+    def _refuse_replacing_an_account(self, name):
+        """An account renamed while online keeps its old name until it reconnects; a guest
+        token for that name must not take it over. (Checked on this node, where the holder's
+        account is known; elsewhere the reservation check is what protects accounts.)"""
+        holder = self._connections.get(self.presence.sid_of(name))
+        if holder is not None and holder.who.user_id is not None:
+            raise ProtocolError(protocol.NAME_TAKEN, f"{name} is online with an account")
 
     def _kick(self, sid, code, message):
         """Tell a connection (on any node) why, then drop it."""

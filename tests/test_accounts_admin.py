@@ -3,6 +3,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -105,25 +106,173 @@ def test_manage_py_chatserver_serves_the_same_app(sqlite_template):
         proc.wait(15)
 
 
+def set_user(server, username, statement):
+    """Run `statement` on the User `u` named `username` in the server's database, then save it."""
+    manage(server.database_url, "shell", "-c",
+           f"from django.contrib.auth.models import User; u = User.objects.get(username={username!r}); {statement}; u.save()")
+
+
+def account_client(clients, server, username, password):
+    _, jar = login(server, "/accounts/login/", username, password)
+    return clients(server.url).connect(headers={"Cookie": cookie_header(jar)})
+
+
 def test_tokens_of_deactivated_accounts_and_unusable_usernames_are_refused(chat_server, clients):
     from tests.test_server import refusal_code
 
     username = unique("acct")
     create_user(chat_server, username, "a-long-password-2")
-    _, jar = login(chat_server, "/accounts/login/", username, "a-long-password-2")
-    member = clients(chat_server.url).connect(headers={"Cookie": cookie_header(jar)})
+    member = account_client(clients, chat_server, username, "a-long-password-2")
     token = member.welcome["token"]
     member.close()
-    manage(chat_server.database_url, "shell", "-c",
-           f"from django.contrib.auth.models import User; User.objects.filter(username={username!r}).update(is_active=False)")
+    set_user(chat_server, username, "u.is_active = False")
     assert refusal_code(chat_server.url, "websocket", token=token) == "invalid_token"
-    odd = "mail@example.com"  # a valid Django username that breaks the chat name rule
+    odd = unique("has space")  # create_user takes it, but it breaks Django's username rule
     create_user(chat_server, odd, "a-long-password-3")
     _, jar = login(chat_server, "/accounts/login/", odd, "a-long-password-3")
-    refused = ChatClient(chat_server.url)
-    with pytest.raises(socketio.exceptions.ConnectionError):
-        refused.connect(headers={"Cookie": cookie_header(jar)})
-    assert refused.connect_error["data"]["code"] == "invalid_name"
+    assert refusal_code(chat_server.url, "websocket", headers={"Cookie": cookie_header(jar)}) == "invalid_name"
+
+
+def test_account_token_is_refused_after_a_password_change_or_a_rename(chat_server, clients):
+    from tests.test_server import refusal_code
+
+    username = unique("pw")
+    create_user(chat_server, username, "first-password-1")
+    member = account_client(clients, chat_server, username, "first-password-1")
+    token = member.welcome["token"]
+    member.close()
+    again = clients(chat_server.url).connect(token=token)  # the token works until something changes
+    assert again.name == username
+    token = again.welcome["token"]
+    again.close()
+    set_user(chat_server, username, "u.set_password('second-password-2')")
+    assert refusal_code(chat_server.url, "websocket", token=token) == "invalid_token"
+    member = account_client(clients, chat_server, username, "second-password-2")
+    token = member.welcome["token"]
+    member.close()
+    set_user(chat_server, username, f"u.username = {username + '-renamed'!r}")
+    assert refusal_code(chat_server.url, "websocket", token=token) == "invalid_token"
+
+
+def test_guest_token_cannot_take_a_name_an_account_now_has(chat_server, clients):
+    from tests.test_server import refusal_code
+
+    name = unique("squat")
+    squatter = clients(chat_server.url).connect(name=name)
+    token = squatter.welcome["token"]
+    squatter.close()
+    create_user(chat_server, name, "owner-password-1")
+    owner = account_client(clients, chat_server, name, "owner-password-1")
+    room = unique("room")
+    owner.join(room)
+    assert refusal_code(chat_server.url, "websocket", token=token) == "name_reserved"
+    assert owner.sio.connected and owner.received("kicked") == []
+    assert owner.send(room, "still mine")["user"] == name
+
+
+def test_guest_token_does_not_replace_an_account_renamed_while_online(chat_server, clients):
+    from tests.test_server import refusal_code
+
+    name = unique("early")
+    token = clients(chat_server.url).connect(name=name).welcome["token"]
+    create_user(chat_server, name, "owner-password-2")
+    owner = account_client(clients, chat_server, name, "owner-password-2")  # takes over the guest
+    set_user(chat_server, name, f"u.username = {name + '-new'!r}")  # online under the old name
+    assert refusal_code(chat_server.url, "websocket", token=token) == "name_taken"
+    assert owner.sio.connected and owner.received("kicked") == []
+
+
+def test_guest_token_is_not_renewed_past_max_age(start_server, clients):
+    """Every reconnect mints a new token, but the name is held by tokens for at most the max
+    age after the guest took it; then the guest connects with the name again."""
+    from tests.test_server import refusal_code
+
+    server = start_server(CHAT_TOKEN_MAX_AGE_SECS=4)
+    guest = clients(server.url).connect(name="wanderer")
+    token = guest.welcome["token"]
+    guest.close()
+    time.sleep(2.5)
+    renewed = clients(server.url).connect(token=token)  # 2.5 s after taking the name: fine
+    token = renewed.welcome["token"]
+    renewed.close()
+    time.sleep(2.5)  # the new token is 2.5 s old, but the name was taken 5 s ago
+    assert refusal_code(server.url, "websocket", token=token) == "token_expired"
+    assert clients(server.url).connect(name="wanderer").name == "wanderer"
+
+
+def test_message_says_whether_its_author_is_an_account(chat_server, clients):
+    name, room = unique("alice"), unique("room")
+    watcher = clients(chat_server.url, "polling").connect(name=unique("watch"))
+    watcher.join(room)
+    guest = clients(chat_server.url).connect(name=name)
+    guest.join(room)
+    as_guest = guest.send(room, "before the account existed")
+    guest.close()
+    create_user(chat_server, name, "alice-password-1")
+    owner = account_client(clients, chat_server, name, "alice-password-1")
+    owner.join(room)
+    as_account = owner.send(room, "the real one")
+    assert (as_guest["user"], as_guest["account"]) == (name, False)
+    assert (as_account["user"], as_account["account"]) == (name, True)
+    assert watcher.wait_messages(room, 2) == [as_guest, as_account]
+    assert watcher.call("history", {"room": room})["messages"] == [as_guest, as_account]
+    assert owner.join(room)["history"] == [as_guest, as_account]
+    api = requests.get(f"{chat_server.url}/api/rooms/{room}/messages", timeout=5).json()
+    assert api["messages"] == [as_guest, as_account]
+
+
+def register_in_admin(server, username, password):
+    """A staff member adds an account through the Django admin's user form."""
+    admin_name = unique("admin")
+    create_user(server, admin_name, "admin-password-9", staff=True)
+    admin, _ = login(server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
+    form = admin.get(f"{server.url}/admin/auth/user/add/", timeout=5)
+    done = admin.post(f"{server.url}/admin/auth/user/add/", timeout=5, allow_redirects=False,
+                      data={"username": username, "password1": password, "password2": password,
+                            "usable_password": "true", "_save": "Save",
+                            "csrfmiddlewaretoken": CSRF_FIELD.search(form.text).group(1)},
+                      headers={"Referer": f"{server.url}/admin/"})
+    assert done.status_code == 302, done.text[:800]
+
+
+def chat_under_django_usernames(server, clients):
+    suffix = unique("")[1:]
+    usernames = [f"a.b+c@d{suffix}", ("x" * 40)[: 40 - len(suffix)] + suffix]
+    staff_name = unique("staff")
+    create_user(server, staff_name, "staff-password-7", staff=True)
+    moderator = account_client(clients, server, staff_name, "staff-password-7")
+    room = unique("room")
+    moderator.join(room)
+    for username in usernames:
+        register_in_admin(server, username, "a-long-password-5")
+        member = account_client(clients, server, username, "a-long-password-5")
+        assert member.name == username
+        assert username in member.join(room)["members"]
+        assert member.send(room, "hello")["user"] == username
+        token = member.welcome["token"]
+        member.close()
+        back = clients(server.url, "polling").connect(token=token)
+        assert back.name == username and back.join(room)["ok"]
+        assert moderator.call("ban", {"room": room, "user": username}) == {"ok": True}
+        assert back.wait_for("banned")["room"] == room
+    assert [m["user"] for m in moderator.call("history", {"room": room})["messages"]] == usernames
+
+
+def test_django_usernames_register_and_chat(chat_server, clients):
+    chat_under_django_usernames(chat_server, clients)
+
+
+def test_django_usernames_chat_on_postgresql(clients):
+    from tests.cluster import PostgresDatabase, require_postgres
+    from tests.serverproc import ServerProcess
+
+    require_postgres()
+    with PostgresDatabase() as db:
+        server = ServerProcess(db.url).start()
+        try:
+            chat_under_django_usernames(server, clients)
+        finally:
+            server.stop()
 
 
 @pytest.mark.django_db

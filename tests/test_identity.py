@@ -10,14 +10,36 @@ from chat.protocol import ProtocolError
 
 
 def test_token_round_trip_keeps_name_and_user():
-    token = identity.make_token(identity.Identity("alice", 7))
-    assert identity.read_token(token, 60) == identity.Identity("alice", 7)
+    account = identity.Identity("alice", 7, auth="digest")
+    assert identity.read_token(identity.make_token(account), 60) == account
+    guest = identity.guest("bob")
+    assert identity.read_token(identity.make_token(guest), 60) == guest
+
+
+def test_guest_token_chain_ends_max_age_after_the_name_was_taken():
+    """Each reconnect mints a fresh token, but it keeps the time the guest took the name."""
+    taken_long_ago = identity.guest("alice", since=int(time.time()) - 61)
+    fresh = identity.make_token(taken_long_ago)  # signed just now
+    with pytest.raises(ProtocolError) as caught:
+        identity.read_token(fresh, 60)
+    assert caught.value.code == protocol.TOKEN_EXPIRED
+    assert identity.read_token(fresh, 120).since == taken_long_ago.since
+
+
+@pytest.mark.parametrize("payload", [{"n": "alice", "u": None}, {"n": "alice", "u": 7}])
+def test_tokens_of_the_unbound_format_are_expired(payload):
+    from django.core import signing
+
+    old = signing.dumps(payload, salt=identity.TOKEN_SALT, compress=True)
+    with pytest.raises(ProtocolError) as caught:
+        identity.read_token(old, 60)
+    assert caught.value.code == protocol.TOKEN_EXPIRED
 
 
 def test_token_cannot_be_edited_for_another_name():
-    token = identity.make_token(identity.Identity("alice"))
+    token = identity.make_token(identity.guest("alice"))
     payload, rest = token.split(":", 1)
-    forged = identity.make_token(identity.Identity("mallory")).split(":", 1)[0] + ":" + rest
+    forged = identity.make_token(identity.guest("mallory")).split(":", 1)[0] + ":" + rest
     with pytest.raises(ProtocolError) as caught:
         identity.read_token(forged, 60)
     assert caught.value.code == protocol.INVALID_TOKEN
@@ -31,14 +53,14 @@ def test_garbage_tokens_are_invalid(token):
 
 
 def test_token_signed_with_another_key_is_invalid(settings):
-    token = identity.make_token(identity.Identity("alice"))
+    token = identity.make_token(identity.guest("alice"))
     settings.SECRET_KEY = "another-key-" + "x" * 40
     with pytest.raises(ProtocolError):
         identity.read_token(token, 60)
 
 
 def test_token_expires():
-    token = identity.make_token(identity.Identity("alice"))
+    token = identity.make_token(identity.guest("alice"))
     time.sleep(1.1)
     with pytest.raises(ProtocolError) as caught:
         identity.read_token(token, 1)
@@ -64,3 +86,31 @@ def test_registered_names_are_reserved_case_insensitively():
     get_user_model().objects.create_user("Dave", password="x")
     assert identity.is_reserved_name("dave")
     assert not identity.is_reserved_name("eve")
+
+
+@pytest.mark.django_db
+def test_account_token_dies_with_a_password_change_a_rename_or_deactivation():
+    users = get_user_model().objects
+    user = users.create_user("frank", password="pw-for-frank-1")
+    token = identity.make_token(identity.account(user))
+    assert identity.verify_account(identity.read_token(token, 60)).user_id == user.pk
+    for change in (lambda u: u.set_password("pw-for-frank-2"), lambda u: setattr(u, "username", "franky"),
+                   lambda u: setattr(u, "is_active", False)):
+        user = users.get(pk=user.pk)
+        token = identity.make_token(identity.account(user))
+        change(user)
+        user.save()
+        with pytest.raises(ProtocolError) as caught:
+            identity.verify_account(identity.read_token(token, 60))
+        assert caught.value.code == protocol.INVALID_TOKEN
+        user.is_active = True
+        user.save()
+
+
+@pytest.mark.django_db
+def test_reserved_names_are_refused_to_guests():
+    get_user_model().objects.create_user("Gina", password="x")
+    with pytest.raises(ProtocolError) as caught:
+        identity.refuse_reserved("gINA")
+    assert caught.value.code == protocol.NAME_RESERVED
+    identity.refuse_reserved("gino")

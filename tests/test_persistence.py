@@ -73,8 +73,20 @@ def test_paging_backwards_by_id():
 
 def test_wire_format():
     message = fill("r", 1)[0]
-    assert set(message) == {"id", "room", "user", "text", "ts"}
+    assert set(message) == {"id", "room", "user", "account", "text", "ts"}
+    assert message["account"] is False
     assert message["ts"].endswith("Z") and "T" in message["ts"]
+    assert persistence.messages_before("r", None, 1) == [message]  # the commit path and a read agree
+
+
+def test_wire_message_tells_an_account_from_a_guest_of_the_same_name():
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("amy", password="x")
+    persistence.create_room("r")
+    posted = persistence.commit_posts([draft("as a guest"), Draft("r", "amy", user.pk, "as the account", None)])
+    assert [(p.message["user"], p.message["account"]) for p in posted] == [("amy", False), ("amy", True)]
+    assert persistence.messages_before("r", None, 5) == [p.message for p in posted]
 
 
 def test_room_list_is_the_most_active_rooms_and_is_bounded():

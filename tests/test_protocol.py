@@ -66,6 +66,17 @@ def test_invalid_user_names(name):
     assert code_of(protocol.parse_auth, {"name": name}) == protocol.INVALID_NAME
 
 
+@pytest.mark.parametrize("name", ["a.b+c@d", "é-ü_9", "u" * 150, "Bob.Smith"])
+def test_django_usernames_are_account_names(name):
+    assert protocol.account_name(name) == name
+    assert protocol.parse_ban({"room": "r", "user": name}) == ("r", name, "")
+
+
+@pytest.mark.parametrize("name", ["", "a b", "u" * 151, "<b>", "a\n", None, 5])
+def test_invalid_account_names(name):
+    assert code_of(protocol.account_name, name) == protocol.INVALID_NAME
+
+
 def test_auth_token_must_be_string():
     assert code_of(protocol.parse_auth, {"token": 5}) == protocol.INVALID_TOKEN
     assert protocol.parse_auth(None) == (None, None)

@@ -31,7 +31,8 @@ def test_join_send_receive_exactly_once_in_order(chat_server, clients, transport
         got = client.wait_messages(room, 6)
         assert [m["id"] for m in got] == [m["id"] for m in sent] == list(range(1, 7))
     gotten = a.messages(room)
-    assert gotten[0] == {"id": 1, "room": room, "user": a.name, "text": "hello 0", "ts": gotten[0]["ts"]}
+    assert gotten[0] == {"id": 1, "room": room, "user": a.name, "account": False, "text": "hello 0",
+                         "ts": gotten[0]["ts"]}
 
 
 def test_join_returns_history_and_members(chat_server, clients, transport):
