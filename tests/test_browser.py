@@ -504,6 +504,7 @@ def test_logged_in_user(chat_server, open_page):
 
     send(w, "signed in hello")
     expect(messages_with_text(w, "signed in hello").locator(".message-user")).to_have_text(username)
+    expect(messages_with_text(w, "signed in hello").locator(".message-account")).to_have_count(1)  # an account's
 
     # Logging out is a POST with the CSRF token; the reconnect token is dropped with it.
     w.page.click("#logout")
@@ -690,6 +691,7 @@ def test_the_resume_point_is_not_moved_by_an_ack_ahead_of_the_stream(open_page):
             expect(messages_with_text(page, "two, from B")).to_have_count(1)
             assert message_texts(page) == ["one, from B", "two, from B", "three, from A"]
             assert message_ids(page) == [1, 2, 3]
+            expect(page.page.locator("#messages .message-account")).to_have_count(0)  # guests: no badge
         finally:
             if other is not None:
                 other.close()

@@ -401,6 +401,12 @@
 
       var meta = el('div', 'message-meta');
       meta.appendChild(el('span', 'message-user', user));
+      if (m.account === true) {   // a guest `amy` is not the account `amy` (docs/PROTOCOL.md)
+        li.classList.add('by-account');
+        var badge = el('span', 'message-account', 'account');
+        badge.title = 'a registered account (guests have no badge)';
+        meta.appendChild(badge);
+      }
       var t = formatTime(m.ts);
       var time = el('time', 'message-time', t.short);
       if (typeof m.ts === 'string') time.dateTime = m.ts;
