@@ -2,7 +2,7 @@
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.serverproc import ServerProcess, SqliteTemplate
+from tests.serverproc import ServerProcess, SqliteTemplate, stop_all
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +29,7 @@ def start_server(sqlite_template):
         return server
 
     yield start
-    for server in started:
-        server.stop()
+    stop_all(started)
 
 
 @pytest.fixture
