@@ -10,14 +10,14 @@ from tests.serverproc import ROOT, base_env, migrate, wait_until
 PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
 
 
-def postgres_refusal():
+def postgres_refusal(**overrides):
     """None when PostgreSQL answers on 127.0.0.1:5432 as `postgres`; the error text when
     nothing listens there (connection refused). Any other failure (authentication, a
     missing role, a timeout) is a broken setup and raises."""
     import psycopg
 
     try:
-        with psycopg.connect(**PG_ADMIN, connect_timeout=3):
+        with psycopg.connect(**{**PG_ADMIN, **overrides}, connect_timeout=3):
             return None
     except psycopg.OperationalError as exc:
         if "Connection refused" in str(exc):
