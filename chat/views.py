@@ -2,11 +2,10 @@
 
 JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error: {code, message}}`.
 """
-import functools
-import gc
-
 from django.conf import settings
 from django.db import DatabaseError
+import functools
+import gc
 
 import greenlet
 import prometheus_client
