@@ -10,9 +10,15 @@ from tests.serverproc import wait_until
 
 
 def stored_texts(server, room):
-    """The room's stored messages, read back through the HTTP API (oldest first)."""
-    answer = requests.get(server.url + f"/api/rooms/{room}/messages", params={"limit": 100}, timeout=5).json()
-    return [(m["id"], m["user"], m["text"]) for m in answer["messages"]]
+    """Every stored (id, user, text) of the room, oldest first, paging back through the HTTP API."""
+    rows, before = [], None
+    while True:
+        params = {"limit": 100, **({"before": before} if before else {})}
+        page = requests.get(server.url + f"/api/rooms/{room}/messages", params=params, timeout=5).json()["messages"]
+        rows = [(m["id"], m["user"], m["text"]) for m in page] + rows
+        if len(page) < 100:
+            return rows
+        before = page[0]["id"]
 
 
 def emit_all(client, event, payloads, timeout=20):
