@@ -39,7 +39,7 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
 
 sys.path.insert(0, str(ROOT))
 
-from tests.cluster import BrokerProcess, PostgresDatabase, postgres_reachable  # noqa: E402
+from tests.cluster import BrokerProcess, PostgresDatabase, postgres_refusal  # noqa: E402
 from tests.serverproc import ListeningProcess, ServerProcess, SqliteTemplate  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -219,11 +219,24 @@ class Bench:
                 self.reference_reason = problem
         if self.args.no_postgres:
             self.pg_reason = "--no-postgres given"
-        elif not postgres_reachable():
-            self.pg_reason = "PostgreSQL is not reachable on 127.0.0.1:5432 as user postgres"
+        else:
+            self.pg_reason = self.postgres_problem()
         for reason in (self.loadgen_reason, self.reference_reason, self.pg_reason):
             if reason:
                 log(f"note: {reason}")
+
+    @staticmethod
+    def postgres_problem():
+        """None when PostgreSQL answers; else why not. Only "nothing listens" is quiet: a
+        refused login or a timeout is printed as it is, so a broken setup is not mistaken
+        for an absent one."""
+        import psycopg
+
+        try:
+            refusal = postgres_refusal()
+        except psycopg.Error as exc:
+            return f"PostgreSQL on 127.0.0.1:5432 does not let user postgres in: {str(exc).strip()}"
+        return refusal and f"PostgreSQL is not reachable on 127.0.0.1:5432: {refusal}"
 
     def sqlite_url(self):
         if self._sqlite is None:

@@ -13,7 +13,7 @@ ORM's per-row and per-query overhead was the largest cost of a send after the ne
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -111,7 +111,20 @@ def _split_repeats(drafts, stored):
 
 
 def commit_posts(drafts):
-    """Store a batch in one transaction. Returns, per draft, a Posted or a ProtocolError."""
+    """Store a batch in one transaction. Returns, per draft, a Posted or a ProtocolError.
+
+    Two nodes can commit the same (room, author, nonce) at once (a client retrying on
+    another node): both find it unstored, the room lock orders them, and the second insert
+    breaks the unique index. Its batch is then tried once more, and finds the first's row."""
+    try:
+        return _commit_posts(drafts)
+    except IntegrityError:
+        if not any(draft.nonce for draft in drafts):
+            raise
+        return _commit_posts(drafts)
+
+
+def _commit_posts(drafts):
     with transaction.atomic(), connection.cursor() as cursor:
         results, fresh = _split_repeats(drafts, _stored_by_nonce(cursor, drafts))
         now = timezone.now()

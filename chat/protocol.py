@@ -38,6 +38,7 @@ TOO_MANY_CONNECTIONS = "too_many_connections"
 BANNED = "banned"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
+METHOD_NOT_ALLOWED = "method_not_allowed"
 
 
 class ProtocolError(Exception):

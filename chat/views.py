@@ -5,6 +5,7 @@ JSON answers use the protocol's shapes: `{ok: true, ...}` or `{ok: false, error:
 insides and are served only to CHAT_METRICS_ALLOWED addresses (behind a proxy listed in
 CHAT_TRUSTED_PROXIES, the client's address from X-Forwarded-For).
 """
+import functools
 import gc
 import ipaddress
 from functools import lru_cache
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
 from chat import directory, persistence, protocol, server, services
@@ -23,6 +25,22 @@ from chat.protocol import ProtocolError
 
 def _json_error(code, message, status):
     return JsonResponse(protocol.failure(code, message), status=status)
+
+
+def api_get(view):
+    """The JSON API is read-only: any method but GET answers 405 with an Allow header and
+    the protocol's error shape. CSRF-exempt, since no other method reaches the view (else
+    Django's CSRF check would answer a POST with its HTML 403 page first)."""
+
+    @functools.wraps(view)
+    def get_only(request, *args, **kwargs):
+        if request.method != "GET":
+            response = _json_error(protocol.METHOD_NOT_ALLOWED, f"{request.method} is not allowed here; use GET", 405)
+            response["Allow"] = "GET"
+            return response
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(get_only)
 
 
 @require_GET
@@ -35,12 +53,12 @@ def room_page(request, room):
     return render(request, "chat/room.html", {"room": room})
 
 
-@require_GET
+@api_get
 def api_rooms(request):
     return JsonResponse(protocol.ok(rooms=directory.rooms_with_counts(settings.CHAT_ROOMS_LISTED)))
 
 
-@require_GET
+@api_get
 def api_messages(request, room):
     query = {"room": room, "before": _int_param(request, "before"), "limit": _int_param(request, "limit")}
     try:

@@ -10,28 +10,36 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 from chat import busauth
-
+from tests.needs import missing
 from tests.serverproc import ROOT, base_env, migrate, wait_until
 
 PG_ADMIN = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
 
 
-def postgres_reachable():
-    try:
-        import psycopg
+def postgres_refusal(**overrides):
+    """None when PostgreSQL answers on 127.0.0.1:5432 as `postgres`; the error text when
+    nothing listens there (connection refused). Any other failure (authentication, a
+    missing role, a timeout) is a broken setup and raises."""
+    import psycopg
 
-        with psycopg.connect(**PG_ADMIN, connect_timeout=3):
-            return True
-    except Exception:
-        return False
+    try:
+        with psycopg.connect(**{**PG_ADMIN, **overrides}, connect_timeout=3):
+            return None
+    except psycopg.OperationalError as exc:
+        if "Connection refused" in str(exc):
+            return str(exc).splitlines()[0]
+        raise
+
+
+def postgres_reachable():
+    return postgres_refusal() is None
 
 
 def require_postgres():
-    if not postgres_reachable():
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432 (CI starts it in .ci/run)")
+    refusal = postgres_refusal()
+    if refusal is not None:
+        missing(f"PostgreSQL is not reachable on 127.0.0.1:5432 ({refusal})")
 
 
 class PostgresDatabase:

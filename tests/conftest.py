@@ -2,7 +2,7 @@
 import pytest
 
 from tests.chatclient import ChatClient
-from tests.serverproc import ServerProcess, SqliteTemplate
+from tests.serverproc import ServerProcess, SqliteTemplate, stop_all
 
 
 @pytest.fixture(scope="session")
@@ -20,17 +20,17 @@ def chat_server(sqlite_template):
 
 @pytest.fixture
 def start_server(sqlite_template):
-    """Start private servers (custom settings); all are stopped after the test."""
+    """Start private servers (custom settings; a fresh SQLite database unless `database_url`
+    is given); all are stopped after the test and must exit 0 within 10 s of SIGTERM."""
     started = []
 
-    def start(**env):
-        server = ServerProcess(sqlite_template.fresh_url(), **env).start()
+    def start(database_url=None, **env):
+        server = ServerProcess(database_url or sqlite_template.fresh_url(), **env).start()
         started.append(server)
         return server
 
     yield start
-    for server in started:
-        server.stop()
+    stop_all(started)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on http://([\d.]+):(\d+)")
+SHUTDOWN_SECS = 10  # README: after SIGTERM a node exits within 10 s
 
 
 def base_env(**overrides):
@@ -41,7 +42,7 @@ class ListeningProcess:
                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         threading.Thread(target=self._read_output, daemon=True).start()
         if not self._ready.wait(timeout):
-            self.stop()
+            self.kill()
             raise RuntimeError(f"{self.args[1]} did not start:\n" + self.output())
         return self
 
@@ -64,15 +65,23 @@ class ListeningProcess:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
+    def stop(self, sig=signal.SIGTERM, timeout=SHUTDOWN_SECS):
+        """Signal the process and wait for it. After SIGTERM it must exit with status 0
+        within `timeout` seconds (the server's shutdown promise): otherwise it is killed
+        and AssertionError is raised, so a hung or failing shutdown fails the test."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+            code = None
+        if sig == signal.SIGTERM and code != 0:
+            outcome = f"did not exit within {timeout}s" if code is None else f"exited with status {code}"
+            raise AssertionError(f"{self.args[1]} {outcome} after SIGTERM:\n" + "\n".join(self.lines[-40:]))
+        return code
 
     def kill(self):
         self.stop(signal.SIGKILL)
@@ -101,6 +110,18 @@ class SqliteTemplate:
         path = self.directory / f"db{self.count}.sqlite3"
         shutil.copyfile(self.template, path)
         return f"sqlite:///{path}"
+
+
+def stop_all(processes):
+    """Stop every process (SIGTERM), then raise the first failed shutdown, if any."""
+    failures = []
+    for process in processes:
+        try:
+            process.stop()
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 def wait_until(predicate, timeout=10, interval=0.05, message="condition"):

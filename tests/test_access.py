@@ -9,18 +9,30 @@ from tests.serverproc import wait_until
 
 
 def opens_socket(url, origin, transport):
-    """Does the server open an Engine.IO session for a page on `origin`?"""
+    """Does the server open an Engine.IO session for a page on `origin`? Only the server's
+    refusal counts as no (polling: 400 "Not an accepted origin."; websocket: a refused
+    handshake, or a close before the open packet); any other outcome fails the test."""
     if transport == "polling":
         answer = requests.get(url + "/socket.io/?EIO=4&transport=polling", headers={"Origin": origin}, timeout=5)
-        return answer.status_code == 200 and answer.text.startswith("0{")
+        if answer.status_code == 400:
+            assert "Not an accepted origin" in answer.text, answer.text
+            return False
+        assert answer.status_code == 200 and answer.text.startswith("0{"), (answer.status_code, answer.text[:200])
+        return True
     try:
         ws = websocket.create_connection(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
                                          origin=origin, timeout=5)
-        opened = ws.recv().startswith("0{")
-        ws.close()
-        return opened
-    except (websocket.WebSocketException, OSError):
+    except websocket.WebSocketBadStatusException as exc:
+        assert exc.status_code in (400, 403), exc  # the handshake was refused; anything else is a failure
         return False
+    try:
+        opcode, data = ws.recv_data(control_frame=True)
+    finally:
+        ws.close()
+    if opcode == websocket.ABNF.OPCODE_CLOSE:
+        return False  # upgraded, then closed before the Engine.IO open packet: refused
+    assert opcode == websocket.ABNF.OPCODE_TEXT and data.startswith(b"0{"), (opcode, data[:100])
+    return True
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])

@@ -2,23 +2,26 @@
 
 The PostgreSQL parts (scenario 5, scenario 6 on PostgreSQL) are skipped by the runner when
 PostgreSQL is not reachable on 127.0.0.1:5432; the whole test is skipped without Node/npm
-(the load generator is a Node script).
+(the load generator is a Node script). Under CI=true neither may be missing (tests/needs.py).
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
+from tests.needs import in_ci, missing
 from tests.serverproc import ROOT
 
 SCENARIOS = {"1", "2", "3", "4", "5", "6"}
 TIMEOUT_SECS = 75  # plus up to 12 s for a clean stop: under 90 s in all
 
 
-@pytest.mark.skipif(not (shutil.which("node") and shutil.which("npm")), reason="the load generator needs Node.js and npm")
 def test_bench_smoke_runs_every_scenario(tmp_path):
+    if not (shutil.which("node") and shutil.which("npm")):
+        missing("the load generator needs Node.js and npm")
     out = tmp_path / "results"
     proc = subprocess.Popen([sys.executable, "bench/run.py", "--smoke", "--out", str(out)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -39,7 +42,7 @@ def test_bench_smoke_runs_every_scenario(tmp_path):
     assert results[0].with_suffix(".md").exists()
     data = json.loads(results[0].read_text())
     assert data["smoke"] is True
-    assert data["machine"]["nproc"] >= 1
+    assert data["machine"]["nproc"] == os.cpu_count()
     assert set(data["scenarios"]) == SCENARIOS
 
     ran = 0
@@ -65,5 +68,10 @@ def test_bench_smoke_runs_every_scenario(tmp_path):
         assert data["scenarios"][number]["runs"]["ours"], number
         if "reference" not in data["scenarios"][number]["skipped"]:
             assert data["scenarios"][number]["runs"]["reference"], number
-    assert ran >= 5
+    expected_runs = sum(data["rounds"] for scenario in data["scenarios"].values()
+                        for target in scenario["runs"] if target not in scenario["skipped"])
+    assert ran == expected_runs, (ran, expected_runs)  # every target not skipped ran each round
+    if in_ci():  # .ci/run provides PostgreSQL: its scenarios must have run
+        assert data["skipped"]["postgres"] is None, data["skipped"]
+        assert data["scenarios"]["5"]["runs"]["cluster"] and data["scenarios"]["6"]["runs"]["ours-pg"]
     assert "| scenario | metric | ours | reference | ratio ours/reference |" in stdout

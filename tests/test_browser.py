@@ -15,15 +15,18 @@ import uuid
 
 import pytest
 
+from tests.needs import missing
+
 CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"Chromium not installed at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.browser]
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not os.path.exists(CHROMIUM):
+    missing(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+try:
+    import playwright.sync_api as playwright_sync
+except ImportError:
+    missing("playwright is not installed (pip_requirements.txt)", allow_module_level=True)
 expect = playwright_sync.expect
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -10,7 +10,7 @@ import socketio
 
 from tests.chatclient import ChatClient, all_join, start_senders, unique
 from tests.cluster import BrokerProcess, PostgresDatabase, require_postgres
-from tests.serverproc import ServerProcess, wait_until
+from tests.serverproc import ServerProcess, stop_all, wait_until
 
 
 def free_port():
@@ -36,9 +36,10 @@ class Cluster:
         return node
 
     def stop(self):
-        for node in self.nodes:
-            node.stop()
-        self.broker.stop()
+        try:
+            stop_all(self.nodes)  # each must exit 0 within 10 s of SIGTERM
+        finally:
+            self.broker.stop()
 
 
 @pytest.fixture
@@ -176,10 +177,8 @@ def test_broker_restart_resumes_delivery_and_recovers_the_outage(cluster, two_no
     during = [a.send(room, f"during outage {i}") for i in range(3)]
     assert a2.wait_messages(room, 4)[1:] == during  # local delivery goes on
     cluster.broker = BrokerProcess(cluster.broker.port).start()
-    restarted = time.monotonic()
     got = b.wait_messages(room, 4, timeout=5)  # the outage's messages reach node 2 within 5 s
     assert got == [first] + during
-    assert time.monotonic() - restarted < 5
     after = a.send(room, "after restart")
     assert b.wait_messages(room, 5, timeout=5)[-1] == after
     assert [m["id"] for m in b.messages(room)] == [1, 2, 3, 4, 5]
@@ -205,11 +204,9 @@ def test_slow_database_query_does_not_stall_other_clients(cluster, clients):
         sender.start()
         pending.wait()
         time.sleep(0.2)
-        answered = 0
-        for _ in range(5):  # reads, pings and typing go on while the writer waits in PostgreSQL
-            assert other.call("rooms")["ok"]
-            answered += 1
-        assert answered == 5 and "ack" not in result
+        for _ in range(5):  # reads go on while the writer waits in PostgreSQL ...
+            assert other.call("rooms", timeout=5)["ok"]
+            assert "ack" not in result and sender.is_alive()  # ... and the send is still held
         blocker.execute("SELECT pg_sleep(2)")
     sender.join(10)
     assert result["ack"]["ok"] and result["ack"]["message"]["text"] == "stuck behind a lock"
@@ -305,7 +302,8 @@ def test_a_node_restarted_with_its_id_clears_its_old_users_and_serves_again(clus
     survivor.wait_for("presence", lambda d: d["user"] == "gone")
     n2.kill()
     back = cluster.add_node(CHAT_NODE_ID="steady", CHAT_NODE_TIMEOUT_SECS=60)
-    assert survivor.wait_for("presence", lambda d: d["user"] == "gone" and d["action"] == "leave", timeout=10)
+    left = survivor.wait_for("presence", lambda d: d["user"] == "gone" and d["action"] == "leave", timeout=10)
+    assert left == {"room": room, "user": "gone", "action": "leave", "count": 1}
     returning = clients(back.url).connect(name="gone")  # the name is free again at once
     returning.join(room)
     sent = survivor.send(room, "welcome back")

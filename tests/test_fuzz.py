@@ -781,12 +781,19 @@ def output_since(server, mark):
     return "\n".join(server.lines[mark:])
 
 
+def report_problems(report):
+    """What a Link saw go wrong (acks for ids never sent, binary frames, stalls), as failures."""
+    return [f"{category}: {count}x, e.g. " + " | ".join(examples)
+            for category, (count, examples) in sorted(report.problems.items())]
+
+
 def test_lone_surrogate_in_a_message_is_refused_and_the_writer_survives(start_server):
     """JSON may carry a lone UTF-16 surrogate ("\\ud800"), which no database can store as UTF-8."""
     server = start_server(**ENV)
     chatter = ChatClient(server.url).connect(unique("sur"))
     chatter.join(ROOM)
-    link = Link(ws_url(server), "surrogate", Report())
+    report = Report()
+    link = Link(ws_url(server), "surrogate", report)
     failures = []
     try:
         for frame_args in (["send", {"room": ROOM, "text": "lone \ud800 surrogate"}],
@@ -807,6 +814,7 @@ def test_lone_surrogate_in_a_message_is_refused_and_the_writer_survives(start_se
     finally:
         close_all(chatter, wait=0.5)
         link.close()
+    failures += report_problems(report)
     found = tracebacks(server.output())
     if found:
         failures.append("tracebacks: " + "; ".join(found))
@@ -818,7 +826,8 @@ def test_lone_surrogate_in_a_message_is_refused_and_the_writer_survives(start_se
 def test_room_and_guest_names_with_a_trailing_newline_are_refused(start_server):
     """`re.match(r"^[a-z0-9_-]{1,64}$")` also matches "lobby\\n": `$` matches before a final newline."""
     server = start_server(**ENV)
-    link = Link(ws_url(server), "newline", Report())
+    report = Report()
+    link = Link(ws_url(server), "newline", report)
     failures = []
     try:
         for event, payload in [("join", {"room": "lobby\n"}), ("history", {"room": "lobby\n"}),
@@ -841,6 +850,7 @@ def test_room_and_guest_names_with_a_trailing_newline_are_refused(start_server):
             amy.close()
     finally:
         link.close()
+    failures += report_problems(report)
     assert not failures, "SERVER BUG (names with a trailing newline pass validation):\n" + "\n".join(failures)
 
 
@@ -852,7 +862,8 @@ def test_events_named_connect_or_disconnect_do_not_reach_the_lifecycle_handlers(
     failures = []
     watcher = ChatClient(server.url).connect(unique("watch"), headers={"X-Forwarded-For": "198.51.100.1"})
     watcher.join(ROOM)
-    mallory = Link(url, "mallory", Report(), headers=["X-Forwarded-For: 198.51.100.2"])
+    report = Report()
+    mallory = Link(url, "mallory", report, headers=["X-Forwarded-For: 198.51.100.2"])
     mark = len(server.lines)
     try:
         # 1. A fake "disconnect": the server must not sign the live connection out.
@@ -882,7 +893,7 @@ def test_events_named_connect_or_disconnect_do_not_reach_the_lifecycle_handlers(
                 failures.append(f"{json.dumps(args)} answered {reply!r}, want an error ack (unknown_event)")
         # 4. Impact on CHAT_MAX_CONNECTIONS_PER_IP (2): fake connects with another client's address
         # count against that address and are never given back.
-        spoofer = Link(url, "spoofer", Report(), headers=["X-Forwarded-For: 198.51.100.3"])
+        spoofer = Link(url, "spoofer", report, headers=["X-Forwarded-For: 198.51.100.3"])
         for i in range(3):
             spoofer.call_args(["connect", {"REMOTE_ADDR": "203.0.113.50"}, {"name": f"spoof{i}"}], timeout=3)
         spoofer.close()
@@ -906,6 +917,7 @@ def test_events_named_connect_or_disconnect_do_not_reach_the_lifecycle_handlers(
     finally:
         watcher.close()
         mallory.close()
+    failures += report_problems(report)
     found = tracebacks(output_since(server, mark))
     if found:
         failures.append("tracebacks: " + "; ".join(found))
@@ -917,17 +929,18 @@ def test_malformed_engineio_frame_does_not_leave_a_ghost_session(start_server):
     exception that skips the session's close: the name stays online until the ping timeout."""
     server = start_server(**ENV)
     url = ws_url(server)
+    report = Report()
     failures = []
     for frame in ("x", ""):
         name = unique("ghost")
-        link = Link(url, name, Report())
+        link = Link(url, name, report)
         link.raw(frame)
         link.wait_closed(5)
         link.close()
         deadline, answer = time.monotonic() + 2, None
         while time.monotonic() < deadline:
             try:
-                Link(url, name, Report()).close()
+                Link(url, name, report).close()
                 answer = "ok"
                 break
             except AssertionError as exc:
@@ -935,6 +948,7 @@ def test_malformed_engineio_frame_does_not_leave_a_ghost_session(start_server):
                 time.sleep(0.25)
         if answer != "ok":
             failures.append(f"{frame!r}: 2 s after its websocket closed, {name} is still online ({answer[:120]})")
+    failures += report_problems(report)
     found = tracebacks(server.output())
     if found:
         failures.append("tracebacks: " + "; ".join(found))
@@ -975,5 +989,6 @@ def test_malformed_socketio_packets_are_ignored_quietly(start_server):
             link = None
     if link is not None:
         link.close()
+    failures += report_problems(report)
     assert not failures, ("SERVER BUG (malformed Socket.IO packets raise inside python-socketio and are logged "
                           "with a traceback each):\n" + "\n".join(failures))

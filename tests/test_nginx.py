@@ -227,3 +227,9 @@ def test_sigterm_moves_clients_to_another_node_and_keeps_every_ack(balanced, cli
     got = watcher.wait_messages(room, len(acked), timeout=15)
     assert set(acked) <= {m["id"] for m in got}  # no acknowledged message lost
     assert [m["id"] for m in got] == sorted({m["id"] for m in got})  # once each, in order
+    stored = dict(balanced.db.query("SELECT m.seq, m.text FROM chat_message m JOIN chat_room r ON r.id = m.room_id "
+                                    "WHERE r.name = %s", (room,)))
+    texts = sorted(stored.values())
+    assert len(texts) == len(set(texts)), [t for t in set(texts) if texts.count(t) > 1]  # a retry stored nothing twice
+    assert [stored[i] for i in acked] == [f"m{k}" for k in range(len(acked))]  # each ack names its own message
+    assert set(texts) <= {f"m{k}" for k in range(len(acked) + 1)}  # at most the last, unacked, one more
