@@ -39,6 +39,7 @@ BANNED = "banned"
 FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 METHOD_NOT_ALLOWED = "method_not_allowed"
+INVALID_HOST = "invalid_host"
 
 
 class ProtocolError(Exception):

@@ -5,6 +5,7 @@ Socket.IO server, presence, store, feed and service. Django code that must reach
 clients (admin deletions, page views showing online counts) asks for it here; when no
 server runs in the process (management commands, unit tests) `current()` is None.
 """
+import json
 import logging
 import signal
 import socket
@@ -16,10 +17,11 @@ import socketio
 from gevent.event import Event
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
+from django.http.request import split_domain_port, validate_host
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from chat import bus, events
+from chat import bus, events, protocol
 from chat.delivery import RoomFeed
 from chat.limits import RateLimiter, parse_quotas, parse_rules
 from chat.metrics import NodeMetrics
@@ -157,12 +159,34 @@ class ChatHandler(WebSocketHandler):
         self.headers = None
         return super().run_websocket()
 
+    def run_application(self):
+        """Socket.IO is answered before Django, so its requests get Django's ALLOWED_HOSTS
+        check here, before a websocket handshake or a polling session (DNS rebinding)."""
+        if self.environ.get("PATH_INFO", "").startswith("/socket.io") and not host_allowed(self.environ):
+            body = json.dumps(protocol.failure(protocol.INVALID_HOST, "this host name is not served here"))
+            self.start_response("400 Bad Request", [("Content-Type", "application/json"),
+                                                    ("Content-Length", str(len(body)))])
+            self.result = [body.encode()]
+            self.process_result()
+            return
+        return super().run_application()
+
     def handle(self):
         try:
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # not TCP (a unix socket)
             pass
         super().handle()
+
+
+def host_allowed(environ):
+    """Django's own Host validation (ALLOWED_HOSTS, with its DEBUG defaults)."""
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    domain, _port = split_domain_port(host)
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return bool(domain) and validate_host(domain, allowed)
 
 
 def serve(host, port):
