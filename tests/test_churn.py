@@ -56,5 +56,5 @@ def test_sqlite_page_cache_is_bounded(start_server):
     out = manage(server.database_url, "shell", "-c",
                  "from django.conf import settings; from django.db import connection; c = connection.cursor(); "
                  "c.execute('PRAGMA cache_size'); print(c.fetchone()[0], settings.CHAT_SQLITE_CACHE_KIB)")
-    cache_size, setting = map(int, out.split())
+    cache_size, setting = map(int, out.strip().splitlines()[-1].split())
     assert cache_size == -setting and setting <= 1024, (cache_size, setting)
