@@ -164,6 +164,11 @@ CHAT_PRESENCE_INTERVAL_MSECS = env_int("CHAT_PRESENCE_INTERVAL_MSECS", 1000)  # 
 CHAT_ROOMS_LISTED = env_int("CHAT_ROOMS_LISTED", 200)  # rooms in `rooms` and /api/rooms/
 CHAT_TOKEN_MAX_AGE_SECS = env_int("CHAT_TOKEN_MAX_AGE_SECS", 7 * 24 * 3600)
 CHAT_DB_READERS = env_int("CHAT_DB_READERS", 4)  # socket-side read connections (+1 writer)
+# SQLite keeps a page cache per connection that fills as the database grows (2 MiB each by
+# default): under churn that reads as RSS growing for hours. This caps it; the OS caches the file.
+CHAT_SQLITE_CACHE_KIB = env_int("CHAT_SQLITE_CACHE_KIB", 512)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"]["init_command"] += f" PRAGMA cache_size=-{CHAT_SQLITE_CACHE_KIB};"
 CHAT_HTTP_DB_SLOTS = env_int("CHAT_HTTP_DB_SLOTS", 8)  # HTTP requests using the database at once
 CHAT_DB_QUEUE = env_int("CHAT_DB_QUEUE", 5000)  # pending database jobs before `busy`
 CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)  # messages committed in one transaction

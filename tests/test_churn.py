@@ -1,24 +1,30 @@
-"""Connection churn leaves nothing behind (the short run; bench/churn.py is the long one)."""
+"""Connection churn leaves nothing behind (the short runs; bench/churn.py is the long one)."""
 import re
 
 import requests
 
 from tests.chatclient import ChatClient
-from tests.churn import churn, health, process_footprint
-from tests.serverproc import wait_until
+from tests.churn import churn, health, issue_churn, process_footprint
+from tests.serverproc import manage, wait_until
 
 # vanished long-polling clients are noticed after ping interval + timeout
 FAST_PINGS = {"CHAT_PING_INTERVAL_SECS": 1, "CHAT_PING_TIMEOUT_SECS": 1}
+CHURN = {"CHAT_RATE_LIMITS": "off", "CHAT_MAX_CONNECTIONS_PER_IP": 0, **FAST_PINGS}
+
+# RSS rises for the first few thousand cycles (allocator arenas, caches reaching their size);
+# the warm-up must outlast that, or a steady leak hides in the rise. Issue 14 measured a leak
+# of ~0.9 KB per cycle: 2.7 MB over MEASURED cycles, well past the 2% allowed (~1.4 MB).
+WARMUP, MEASURED, RSS_GROWTH_ALLOWED = 2000, 3000, 1.02
 
 
 def settled(url):
     return wait_until(lambda: (lambda h: h if h["connections"] == 0 and h["engineio_sockets"] == 0 else None)(health(url)),
-                      timeout=20, interval=0.5, message="every churned connection gone")
+                      timeout=30, interval=0.5, message="every churned connection gone")
 
 
 def test_churn_returns_to_baseline_with_no_ghosts(start_server):
-    server = start_server(CHAT_RATE_LIMITS="off", CHAT_MAX_CONNECTIONS_PER_IP=0, **FAST_PINGS)
-    churn(server.url, 150, "warm")  # warm-up: caches, pools, allocator arenas
+    server = start_server(**CHURN)
+    churn(server.url, 150, "warm")  # warm-up: caches, pools
     baseline_health, baseline = settled(server.url), process_footprint(server.pid)
     churn(server.url, 600, "churn")
     after_health, after = settled(server.url), process_footprint(server.pid)
@@ -28,7 +34,29 @@ def test_churn_returns_to_baseline_with_no_ghosts(start_server):
     assert all(room["members"] == 0 for room in rooms), rooms  # no ghost members
     assert after_health["tracked_rooms"] == 0
     assert after["fds"] <= baseline["fds"] * 1.1 + 2, (baseline, after)
-    assert after["rss_kib"] <= baseline["rss_kib"] * 1.1, (baseline, after)
     assert after_health["greenlets"] <= baseline_health["greenlets"] * 1.1 + 5, (baseline_health, after_health)
     for name in ("churn0", "churn1", "churn2"):  # clean, reset and vanished names are free again
         ChatClient(server.url).connect(name=name).close()
+
+
+def test_memory_does_not_grow_with_the_issue_churn(start_server):
+    """Issue 14's mix (50 rooms, 40 at a time, a send every second cycle, 1 in 10 vanishing)."""
+    server = start_server(**CHURN)
+    issue_churn(server.url, WARMUP, "warm")
+    settled(server.url)
+    baseline = process_footprint(server.pid)
+    issue_churn(server.url, MEASURED, "churn", start=WARMUP)
+    settled(server.url)
+    after = process_footprint(server.pid)
+    assert after["rss_kib"] <= baseline["rss_kib"] * RSS_GROWTH_ALLOWED, (baseline, after)
+
+
+def test_sqlite_page_cache_is_bounded(start_server):
+    """SQLite's page cache (2 MiB per connection by default) filled with the growing database
+    and read as RSS growing with churn; every connection's cache is capped by the setting."""
+    server = start_server()
+    out = manage(server.database_url, "shell", "-c",
+                 "from django.conf import settings; from django.db import connection; c = connection.cursor(); "
+                 "c.execute('PRAGMA cache_size'); print(c.fetchone()[0], settings.CHAT_SQLITE_CACHE_KIB)")
+    cache_size, setting = map(int, out.strip().splitlines()[-1].split())
+    assert cache_size == -setting and setting <= 1024, (cache_size, setting)
