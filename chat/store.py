@@ -111,11 +111,15 @@ class Store:
 
     # -- workers ------------------------------------------------------------------------
     def _read_loop(self):
+        self._serve(self._reads, self._run_call)
+
+    def _serve(self, queue, run):
+        """Run each job of `queue` in turn, counting it as running meanwhile."""
         while True:
-            job = self._reads.get()
+            job = queue.get()
             self._running += 1
             try:
-                self._run_call(job)
+                run(job)
             finally:
                 self._running -= 1
 
@@ -175,15 +179,13 @@ class Store:
             job.result.set(outcome)
 
     def _delivery_loop(self):
-        while True:
-            messages = self._deliveries.get()
-            self._running += 1
-            try:
-                self._on_committed(messages)
-            except Exception:  # delivery trouble must never un-acknowledge a committed message
-                log.exception("delivering %d committed messages failed", len(messages))
-            finally:
-                self._running -= 1
+        self._serve(self._deliveries, self._deliver)
+
+    def _deliver(self, messages):
+        try:
+            self._on_committed(messages)
+        except Exception:  # delivery trouble must never un-acknowledge a committed message
+            log.exception("delivering %d committed messages failed", len(messages))
 
     def _failed(self, exc):
         """The answer for a job whose database work raised `exc`."""

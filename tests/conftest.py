@@ -46,3 +46,14 @@ def clients():
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def store():
+    """A real chat.store.Store on the test database (pytest-django), for in-process tests."""
+    from chat.store import Store
+
+    store = Store(readers=2, queue_limit=100, batch_limit=50, on_committed=lambda messages: None)
+    store.start()
+    yield store
+    store.stop()

@@ -6,18 +6,9 @@ from chat import persistence
 from chat.delivery import RoomFeed
 from chat.models import Message
 from chat.persistence import Draft
-from chat.store import Store
 from tests.serverproc import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def store():
-    store = Store(readers=2, queue_limit=100, batch_limit=50, on_committed=lambda messages: None)
-    store.start()
-    yield store
-    store.stop()
 
 
 def commit(room, count):

@@ -15,7 +15,6 @@ from chat.presence import Presence
 from chat.protocol import UNAVAILABLE, ProtocolError
 from chat.server import limits_from_settings
 from chat.services import ChatService, Connection
-from chat.store import Store
 from tests.serverproc import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,14 +41,6 @@ class FailingOnce:
 
     def write(self, fn, *args):
         return self._run(self.store.write, fn, args)
-
-
-@pytest.fixture
-def store():
-    store = Store(readers=2, queue_limit=100, batch_limit=50, on_committed=lambda messages: None)
-    store.start()
-    yield store
-    store.stop()
 
 
 def make_service(store):

@@ -92,16 +92,20 @@ def clients_can_chat(server, room):
         client.close()
 
 
-def test_sigkill_of_a_sqlite_node_loses_no_acknowledged_message(start_server):
-    server = start_server(CHAT_RATE_LIMITS="off")
-    room = unique("room")
-    acked, attempted, stop, threads, members = start_sending(server, room, 4)
-    server.kill()
+def stop_sending(stop, threads, members):
     stop.set()
     for thread in threads:
         thread.join(10)
     for member in members:
         member.close()
+
+
+def test_sigkill_of_a_sqlite_node_loses_no_acknowledged_message(start_server):
+    server = start_server(CHAT_RATE_LIMITS="off")
+    room = unique("room")
+    acked, attempted, stop, threads, members = start_sending(server, room, 4)
+    server.kill()
+    stop_sending(stop, threads, members)
     stored = check_after_restart(start_server, server, room, acked, attempted)
     print(f"SIGKILL: {len(acked)} acked, {len(stored)} stored")
 
@@ -112,10 +116,6 @@ def test_sigterm_drains_a_sqlite_node_keeping_every_ack_and_exits_0(start_server
     acked, attempted, stop, threads, members = start_sending(server, room, 4)
     assert server.stop(signal.SIGTERM) == 0  # within 10 s, or stop() raises
     assert "stopped node=" in server.output()
-    stop.set()
-    for thread in threads:
-        thread.join(10)
-    for member in members:
-        member.close()
+    stop_sending(stop, threads, members)
     stored = check_after_restart(start_server, server, room, acked, attempted)
     print(f"SIGTERM: {len(acked)} acked, {len(stored)} stored")
