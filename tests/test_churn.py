@@ -13,8 +13,10 @@ CHURN = {"CHAT_RATE_LIMITS": "off", "CHAT_MAX_CONNECTIONS_PER_IP": 0, **FAST_PIN
 
 # RSS rises for the first few thousand cycles (allocator arenas, caches reaching their size);
 # the warm-up must outlast that, or a steady leak hides in the rise. Issue 14 measured a leak
-# of ~0.9 KB per cycle: 2.7 MB over MEASURED cycles, well past the 2% allowed (~1.4 MB).
-WARMUP, MEASURED, RSS_GROWTH_ALLOWED = 2000, 3000, 1.02
+# of ~0.9 KB per cycle: 3.6 MB over MEASURED cycles, 5% of this server's ~72 MB. A settled
+# server moved 0.5-2% over the same run (RSS is a high-water mark: a burst of concurrent
+# sessions under load raises it once), so the bound sits between the two.
+WARMUP, MEASURED, RSS_GROWTH_ALLOWED = 2000, 4000, 1.035
 
 
 def settled(url):
