@@ -132,16 +132,24 @@ def _plain_or_refuse(role, url, settings, missing):
     raise BusKeyError(f"the {role} bus at {url} needs {' and '.join(missing)}: {HOW_TO_FIX}")
 
 
+def _keys_or_plain(role, url, settings, names):
+    """The settings `names` for `role`, all set; None when none is set and a plain bus is
+    allowed; else BusKeyError."""
+    values = [getattr(settings, name) for name in names]
+    missing = [name for name, value in zip(names, values) if not value]
+    if len(missing) == len(names):
+        return _plain_or_refuse(role, url, settings, missing)
+    if missing:
+        raise BusKeyError(f"the {role} needs {missing[0]} too: {HOW_TO_FIX}")
+    return values
+
+
 def broker_auth(bind_url, settings):
     """ServerAuth from settings, None for an allowed plain bus, else BusKeyError."""
-    secret = settings.CHAT_BUS_SERVER_SECRET_KEY
-    allowed = settings.CHAT_BUS_CLIENT_PUBLIC_KEYS
-    missing = [name for name, value in (("CHAT_BUS_SERVER_SECRET_KEY", secret),
-                                        ("CHAT_BUS_CLIENT_PUBLIC_KEYS", allowed)) if not value]
-    if len(missing) == 2:
-        return _plain_or_refuse("broker", bind_url, settings, missing)
-    if missing:
-        raise BusKeyError(f"the broker needs {missing[0]} too: {HOW_TO_FIX}")
+    keys = _keys_or_plain("broker", bind_url, settings, ("CHAT_BUS_SERVER_SECRET_KEY", "CHAT_BUS_CLIENT_PUBLIC_KEYS"))
+    if keys is None:
+        return None
+    secret, allowed = keys
     check_key("CHAT_BUS_SERVER_SECRET_KEY", secret)
     for key in allowed:
         check_key("CHAT_BUS_CLIENT_PUBLIC_KEYS", key)
@@ -150,14 +158,10 @@ def broker_auth(bind_url, settings):
 
 def node_auth(broker_url, settings):
     """ClientAuth from settings, None for an allowed plain bus, else BusKeyError."""
-    server_public = settings.CHAT_BUS_SERVER_PUBLIC_KEY
-    secret = settings.CHAT_BUS_CLIENT_SECRET_KEY
-    missing = [name for name, value in (("CHAT_BUS_SERVER_PUBLIC_KEY", server_public),
-                                        ("CHAT_BUS_CLIENT_SECRET_KEY", secret)) if not value]
-    if len(missing) == 2:
-        return _plain_or_refuse("node", broker_url, settings, missing)
-    if missing:
-        raise BusKeyError(f"a cluster node needs {missing[0]} too: {HOW_TO_FIX}")
+    keys = _keys_or_plain("node", broker_url, settings, ("CHAT_BUS_SERVER_PUBLIC_KEY", "CHAT_BUS_CLIENT_SECRET_KEY"))
+    if keys is None:
+        return None
+    server_public, secret = keys
     return ClientAuth(check_key("CHAT_BUS_SERVER_PUBLIC_KEY", server_public),
                       check_key("CHAT_BUS_CLIENT_SECRET_KEY", secret))
 

@@ -117,9 +117,6 @@ class ChatService:
     # -- connections ------------------------------------------------------------------------
     def connect(self, sid, environ, auth):
         """Decide who `sid` is; raises ProtocolError to refuse. Emits `welcome`."""
-        self._connect(sid, environ, auth)
-
-    def _connect(self, sid, environ, auth):
         address = client_address(environ)
         self._take_address_slot(address)  # before any wait: simultaneous connects cannot all pass
         try:
