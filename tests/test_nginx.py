@@ -61,6 +61,11 @@ class Balanced:
     def kill_first(self):
         self.runner.kill_node(self.runner.node_ports[0])
 
+    def log_tail(self, lines=30):
+        """The last lines the broker, nodes and nginx wrote, for a failure message."""
+        self.runner.log.flush()
+        return Path(self.runner.log.name).read_text(errors="replace").splitlines()[-lines:]
+
     def db_connections(self):
         return self.db.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.db.name,))[0][0]
 
@@ -149,7 +154,11 @@ def test_reconnect_storm_of_1000_clients_catches_up_within_30s(balanced):
         return answers("check")[-1]
 
     try:
-        wait_until(lambda: answers("ready"), timeout=90, message="1000 clients joined")
+        try:
+            wait_until(lambda: answers("ready"), timeout=90, message="1000 clients joined")
+        except AssertionError:
+            raise AssertionError(f"not joined after 90s: progress {answers('progress')[-3:]}\n"
+                                 + "\n".join(balanced.log_tail())) from None
         balanced.start_second()
         sender = ChatClient(balanced.node_url(1)).connect(name="sender")
         sender.join(room)

@@ -2,7 +2,9 @@
 // Usage: node tests/js/crowd.mjs URL COUNT ROOM PREFIX
 // Each client connects over websocket with auth {name}, keeps the `welcome` token for its
 // reconnects (socket.io-client's own randomized backoff), and on every (re)connect joins ROOM
-// with `since` = the last id it holds, looping while the server says `truncated`.
+// with `since` = the last id it holds, looping while the server says `truncated`. Like the
+// browser client, it tries a refused join again after `retry_after` and reconnects after a
+// refused connect (socket.io-client leaves those to the application).
 // Commands on stdin, one per line; answers are JSON lines on stdout:
 //   check K  -> {"event":"check","complete":n,"connected":c,"problems":[...]} where complete
 //               counts clients whose received ids are exactly 1..K, in order, none twice
@@ -29,12 +31,10 @@ function joinFrom(client) {
   const since = lastId(client);
   const payload = since === undefined ? { room } : { room, since };
   client.socket.timeout(15000).emit("join", payload, (err, reply) => {
-    if (err) {
-      client.errors.push(`join timeout: ${err.message}`);
-      return;
-    }
-    if (!reply.ok) {
-      client.errors.push(`join: ${reply.error.code}`);
+    if (err || !reply.ok) {  // as a browser does: try again later, from the same resume point
+      client.errors.push(err ? `join timeout: ${err.message}` : `join: ${reply.error.code}`);
+      const after = err ? 1 : Number(reply.error.retry_after) || 1;
+      setTimeout(() => { if (client.socket.connected) joinFrom(client); }, after * 1000);
       return;
     }
     client.joins.push({ since, got: reply.history.map((m) => m.id), at: client.ids.length });
@@ -68,6 +68,8 @@ function makeClient(index) {
   });
   socket.on("connect_error", (err) => {
     if (err.data && err.data.code) client.lastRefusal = err.data.code;
+    // refused by the server (not a network failure): socket.io-client does not retry by itself
+    if (!socket.active) setTimeout(() => socket.connect(), 1000);
   });
   return client;
 }
