@@ -641,12 +641,56 @@ def test_a_send_refused_for_now_is_kept_and_sent_again_with_its_nonce(start_serv
     enter_directly(a, server.url, name, room)
     send(a, "first")
     expect(messages_with_text(a, "first")).to_have_count(1)
+    a.page.evaluate(RECORD_SEND_NONCES)
     send(a, "second, refused at first")
     expect(a.page.locator("#outbox li[data-retry='rate_limited']")).to_have_count(1)
     expect(messages_with_text(a, "second, refused at first")).to_have_count(1)
     expect(a.page.locator("#outbox li")).to_have_count(0)
+    nonces = a.page.evaluate("window.sentNonces")
+    assert len(nonces) >= 2 and len(set(nonces)) == 1, nonces
     assert message_texts(a) == ["first", "second, refused at first"]
     assert a.page.input_value("#text") == ""
+    a.assert_clean()
+
+
+RECORD_SEND_NONCES = """() => {
+    const socket = window.chatApp.socket, emit = socket.emit.bind(socket);
+    window.sentNonces = [];
+    socket.emit = (event, payload, ...rest) => {
+        if (event === 'send') window.sentNonces.push(payload.nonce);
+        return emit(event, payload, ...rest);
+    };
+}"""
+
+
+def test_a_send_refused_as_unavailable_is_sent_again_with_the_same_nonce_once_the_database_is_back(
+        start_server, open_page):
+    """Issue 14, point 11: while the SQLite file is locked the send answers `unavailable`
+    (nothing stored); the page keeps the message, retries with the same nonce, and once the
+    lock is gone the message is stored exactly once."""
+    import sqlite3
+
+    from tests.test_limits_paths import stored_texts
+    from tests.test_sqlite_failures import sqlite_path
+
+    server = start_server()
+    room, name = f"ui-unavail-{uid()}", f"amy_{uid()[:6]}"
+    a = open_page()
+    enter_directly(a, server.url, name, room)
+    a.page.evaluate(RECORD_SEND_NONCES)
+    holder = sqlite3.connect(sqlite_path(server), isolation_level=None, timeout=5)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        send(a, "sent while the database is locked")
+        expect(a.page.locator("#outbox li[data-retry='unavailable']")).to_have_count(1, timeout=30_000)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    expect(messages_with_text(a, "sent while the database is locked")).to_have_count(1, timeout=30_000)
+    expect(a.page.locator("#outbox li")).to_have_count(0)
+    nonces = a.page.evaluate("window.sentNonces")
+    assert len(nonces) >= 2 and len(set(nonces)) == 1, nonces  # refused, then sent again: one nonce
+    assert [text for _, _, text in stored_texts(server, room)] == ["sent while the database is locked"]
     a.assert_clean()
 
 
