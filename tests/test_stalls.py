@@ -1,6 +1,7 @@
 """Nothing a client does can stall the node: committed messages are delivered outside the
 message writer, and a socket closed while being written to runs its disconnect handler
 (with its database work) elsewhere. Issue 14, point 1."""
+import random
 import threading
 import time
 
@@ -11,7 +12,8 @@ from tests.rawclient import RawPolling
 
 
 def join_and_vanish(url, name, room):
-    """A long-polling member that joins, then never polls again (a tab on a dead link)."""
+    """A long-polling member that joins, then never polls again (a tab on a dead link);
+    returns when it is in the room."""
     poller = RawPolling(url)
     poller.post('40{"name": "%s"}' % name)
     poller.until(lambda p: p.startswith('42["welcome"'))
@@ -28,6 +30,17 @@ def vanishing_members(url, room, stop, every_secs=0.15):
         stop.wait(every_secs)
 
 
+def send_for(sender, room, secs):
+    """Send every 100 ms for `secs`; each send must be acked within 5 s. Returns the acked ids."""
+    acked, deadline = [], time.monotonic() + secs
+    while time.monotonic() < deadline:
+        reply = sender.call("send", {"room": room, "text": f"m{len(acked)}"}, timeout=5)
+        assert reply["ok"], reply
+        acked.append(reply["message"]["id"])
+        time.sleep(0.1)
+    return acked
+
+
 def test_sends_are_acked_while_long_polling_members_time_out(start_server, clients):
     server = start_server(CHAT_PING_INTERVAL_SECS=2, CHAT_PING_TIMEOUT_SECS=1, CHAT_RATE_LIMITS="off",
                           CHAT_MAX_CONNECTIONS_PER_IP=0)
@@ -37,14 +50,8 @@ def test_sends_are_acked_while_long_polling_members_time_out(start_server, clien
     stop = threading.Event()
     churn = threading.Thread(target=vanishing_members, args=(server.url, room, stop), daemon=True)
     churn.start()
-    acked = []
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            reply = sender.call("send", {"room": room, "text": f"m{len(acked)}"}, timeout=5)
-            assert reply["ok"], reply
-            acked.append(reply["message"]["id"])
-            time.sleep(0.1)
+        acked = send_for(sender, room, 20)
     finally:
         stop.set()
         churn.join()
@@ -53,3 +60,51 @@ def test_sends_are_acked_while_long_polling_members_time_out(start_server, clien
     assert requests.get(server.url + "/healthz", timeout=5).ok
     late = clients(server.url).connect(name=unique("late"))  # the node still takes new connections
     assert [m["id"] for m in late.join(room, since=0)["history"]][-1] == acked[-1]
+
+
+def test_bans_of_timed_out_long_polling_members_do_not_stall_the_node(start_server, clients):
+    """The ban path: a ban commits in the message writer and is enforced on every node; the
+    `banned` event to a long-polling member whose ping has timed out closes that socket.
+    Neither may run inside the writer. The banned members sit in another room than the
+    sender, so only the ban path meets the timed-out sockets."""
+    from tests.test_accounts_admin import cookie_header, create_user, login
+
+    server = start_server(CHAT_PING_INTERVAL_SECS=2, CHAT_PING_TIMEOUT_SECS=1, CHAT_RATE_LIMITS="off",
+                          CHAT_MAX_CONNECTIONS_PER_IP=0)
+    staff = unique("staff")
+    create_user(server, staff, "staff-password-7", staff=True)
+    _, jar = login(server, "/accounts/login/", staff, "staff-password-7")
+    moderator = clients(server.url).connect(headers={"Cookie": cookie_header(jar)})
+    room, ban_room = unique("room"), unique("bans")
+    sender = clients(server.url).connect(name=unique("ws"))
+    sender.join(room)
+    stop, bans, banners = threading.Event(), [], []
+
+    def vanish_then_ban(name):
+        join_and_vanish(server.url, name, ban_room)
+        time.sleep(random.uniform(2.5, 4.5))  # around the ping timeout (2 s + 1 s)
+        bans.append(moderator.call("ban", {"room": ban_room, "user": name}, timeout=10))
+
+    def vanishers():
+        count = 0
+        while not stop.is_set():
+            count += 1
+            banners.append(threading.Thread(target=vanish_then_ban, args=(unique(f"lp{count}"),), daemon=True))
+            banners[-1].start()
+            stop.wait(0.15)
+
+    churn = threading.Thread(target=vanishers, daemon=True)
+    churn.start()
+    try:
+        acked = send_for(sender, room, 20)
+    finally:
+        stop.set()
+        churn.join()
+        for banner in banners:
+            banner.join(20)
+    assert acked == list(range(1, len(acked) + 1))
+    assert len(bans) == len(banners) > 100
+    assert all(reply == {"ok": True} for reply in bans), [b for b in bans if b != {"ok": True}][:3]
+    assert "ping timeout" in server.output()
+    late = clients(server.url).connect(name=unique("late"))  # the node still takes new connections
+    assert late.join(room)["ok"]
