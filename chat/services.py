@@ -160,14 +160,19 @@ class ChatService:
 
     def _abandon_claim(self, sid, name, previous):
         """A connect that ended while claiming: a takeover hands the name back to the live
-        connection it would have replaced; otherwise the name is released."""
-        if previous is None or previous.sid == sid:
+        connection it would have replaced; otherwise the name is released. A replaced
+        connection of this node that has itself gone meanwhile gets nothing back: its own
+        release ran while the row was ours and found nothing to remove."""
+        if previous is None or previous.sid == sid or self._gone_from_here(previous):
             self._release(sid, name)
             return
         try:
             self.store.write(directory.hand_back, sid, previous)
         except ProtocolError as exc:
             log.warning("could not hand %s back to %s: %s", name, previous.sid, exc.message)
+
+    def _gone_from_here(self, holder):
+        return holder.node_id == self.node_id and holder.sid not in self._connections
 
     def _identify(self, environ, name, token):
         """Token first, then a logged-in Django user, then a guest name. A guest, with or

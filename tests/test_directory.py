@@ -75,6 +75,33 @@ def test_an_aborted_takeover_hands_the_name_back_to_the_live_connection(clients)
             server.stop()
 
 
+def test_an_aborted_takeover_of_a_connection_that_left_meanwhile_frees_the_name(clients):
+    """Both leave while the takeover's claim waits: the name goes back to nobody (it was
+    handed back to the dead connection, a ghost that kept the name until a restart)."""
+    require_postgres()
+    import psycopg
+
+    with PostgresDatabase() as db:
+        server = ServerProcess(db.url).start()
+        try:
+            live = clients(server.url).connect(name="alice")
+            taker = RawPolling(server.url)
+            with psycopg.connect(db.url.replace("postgres://", "postgresql://")) as lock:
+                lock.execute("SELECT 1 FROM chat_online WHERE key = 'alice' FOR UPDATE")  # claims wait
+                connecting = threading.Thread(target=taker.post, args=("40" + json.dumps({"token": live.welcome["token"]}),))
+                connecting.start()
+                time.sleep(0.5)
+                live.close()  # the holder goes too; its release waits behind the claim
+                requests.post(f"{taker.base}&sid={taker.sid}", data="1", timeout=5)  # Engine.IO close
+                time.sleep(0.2)
+            connecting.join(10)
+            wait_until(lambda: db.query("SELECT sid FROM chat_online WHERE key = 'alice'") == [],
+                       timeout=10, message="alice's row gone")
+            assert clients(server.url).connect(name="alice").name == "alice"
+        finally:
+            server.stop()
+
+
 def test_sigterm_takes_the_node_and_its_connections_out_of_the_directory(start_server, clients):
     server = start_server()
     room = unique("room")
