@@ -15,7 +15,9 @@ CONTINUATIONS_PER_CONNECTION such passes (one per room it is catching up in).
 
 Room creation (CHAT_ROOM_CREATES) is a quota, not a rate: `name=20/3600` lets a name
 create 20 rooms, and one more every 3600/20 s; `address=` the same per client address.
-Refusals answer `rate_limited` with `retry_after` but are no flood strikes.
+Only a room really created is counted: many people joining a new room at the same moment
+(one of them creates it) take one room from one quota, not one each. Refusals answer
+`rate_limited` with `retry_after` but are no flood strikes.
 """
 import time
 from collections import OrderedDict
@@ -134,17 +136,25 @@ class RateLimiter:
         return True
 
     def check_room_create(self, name, address):
-        """Take one room creation from the name's and the address's quotas, or raise
-        ProtocolError(rate_limited) (not a flood strike: the request itself was allowed)."""
-        now = self.clock()
-        buckets = [(self._created_bucket(kind, key, now), self.room_creates[kind])
-                   for kind, key in (("name", name), ("address", address)) if kind in self.room_creates]
-        waits = [(1 - bucket.tokens) / rule.per_sec for bucket, rule in buckets if bucket.tokens < 1]
+        """Raise ProtocolError(rate_limited) when the name's or the address's quota has no
+        room left (not a flood strike: the request itself was allowed). Takes nothing:
+        `charge_room_create` does, once a room was really created."""
+        waits = [(1 - bucket.tokens) / rule.per_sec for bucket, rule in self._room_buckets(name, address)
+                 if bucket.tokens < 1]
         if waits:
             raise ProtocolError(RATE_LIMITED, "too many rooms created; join an existing room or try later",
                                 retry_after=round(max(waits), 3))
-        for bucket, _ in buckets:
+
+    def charge_room_create(self, name, address):
+        """A room was created: take it from both quotas. Creations checked at the same time
+        may take a quota a little below zero; it refills from there."""
+        for bucket, _ in self._room_buckets(name, address):
             bucket.tokens -= 1
+
+    def _room_buckets(self, name, address):
+        now = self.clock()
+        return [(self._created_bucket(kind, key, now), self.room_creates[kind])
+                for kind, key in (("name", name), ("address", address)) if kind in self.room_creates]
 
     def _created_bucket(self, kind, key, now):
         tracked = self._created[kind]

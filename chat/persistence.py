@@ -48,7 +48,8 @@ def room_exists(name):
 
 
 def create_room(name):
-    Room.objects.bulk_create([Room(name=name)], ignore_conflicts=True)
+    """True when this call created the room (False: it was there, perhaps made a moment ago)."""
+    return Room.objects.get_or_create(name=name)[1]
 
 
 def _stored_by_nonce(cursor, drafts):

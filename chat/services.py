@@ -272,8 +272,10 @@ class ChatService:
     def _create_room(self, sid, name, room):
         """Joining creates a room, within the name's and the address's quotas (CHAT_ROOM_CREATES)."""
         conn = self._connections.get(sid)
-        self.limiter.check_room_create(name, conn.address if conn else "?")
-        self.store.write(persistence.create_room, room)
+        address = conn.address if conn else "?"
+        self.limiter.check_room_create(name, address)
+        if self.store.write(persistence.create_room, room):  # not when another join made it first
+            self.limiter.charge_room_create(name, address)
 
     def _forget_membership(self, sid, room):
         """Undo a join that did not complete (before any announcement was made)."""

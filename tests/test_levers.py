@@ -267,6 +267,28 @@ def test_room_creation_is_limited_per_name_and_per_address(start_server, clients
     assert rooms >= {"made-1", "made-2", "made-4"} and not rooms & {"made-3", "made-5"}
 
 
+def test_a_crowd_joining_a_new_room_at_once_takes_one_room_from_the_quota(start_server, clients):
+    """Every join that found the room missing took from the address's quota, so a crowd
+    behind one address (a proxy, the storm test's nginx) opening a new room together was
+    refused `rate_limited` beyond the quota although one room was created."""
+    server = start_server(CHAT_RATE_LIMITS="on", CHAT_ROOM_CREATES="name=20/3600,address=3/3600",
+                          CHAT_MAX_CONNECTIONS_PER_IP=0)
+    crowd = [clients(server.url).connect(name=unique("crowd")) for _ in range(30)]
+    room, replies = unique("fresh"), {}
+    threads = [threading.Thread(target=lambda c=c: replies.update({c.name: c.call("join", {"room": room})}))
+               for c in crowd]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    refused = [reply for reply in replies.values() if not reply["ok"]]
+    assert len(replies) == 30 and refused == [], refused[:3]
+    first = crowd[0]
+    assert first.call("join", {"room": unique("second")})["ok"]  # the address's second and third rooms
+    assert first.call("join", {"room": unique("third")})["ok"]
+    assert first.call("join", {"room": unique("fourth")})["error"]["code"] == "rate_limited"
+
+
 def test_typing_is_not_relayed_in_rooms_over_the_presence_detail_limit(start_server, clients):
     server = start_server(CHAT_RATE_LIMITS="off", CHAT_PRESENCE_DETAIL_MAX=2)
     small, large = unique("small"), unique("large")
