@@ -43,25 +43,31 @@ def test_a_burst_of_connects_from_one_address_respects_the_cap(start_server):
     assert len(welcomed) == 5 and len(refused) == 55
 
 
-def test_an_aborted_takeover_hands_the_name_back_to_the_live_connection(clients):
-    """A long-polling takeover whose session closes while its claim waits on the database."""
-    require_postgres()
+def abort_a_takeover(db, server, live, meanwhile=lambda: None):
+    """A long-polling takeover of `live`'s name (with its token) whose session closes while
+    its claim waits on the database row; `meanwhile()` runs during that wait too."""
     import psycopg
 
+    taker = RawPolling(server.url)
+    with psycopg.connect(db.url.replace("postgres://", "postgresql://")) as lock:
+        lock.execute("SELECT 1 FROM chat_online WHERE key = %s FOR UPDATE", (live.name.lower(),))  # claims wait
+        connecting = threading.Thread(target=taker.post, args=("40" + json.dumps({"token": live.welcome["token"]}),))
+        connecting.start()
+        time.sleep(0.5)
+        meanwhile()
+        requests.post(f"{taker.base}&sid={taker.sid}", data="1", timeout=5)  # Engine.IO close
+        time.sleep(0.2)
+    connecting.join(10)
+
+
+def test_an_aborted_takeover_hands_the_name_back_to_the_live_connection(clients):
+    require_postgres()
     with PostgresDatabase() as db:
         server = ServerProcess(db.url).start()
         try:
             live = clients(server.url).connect(name="alice")
             live_sid = live.sio.get_sid()
-            taker = RawPolling(server.url)
-            with psycopg.connect(db.url.replace("postgres://", "postgresql://")) as lock:
-                lock.execute("SELECT 1 FROM chat_online WHERE key = 'alice' FOR UPDATE")  # claims wait
-                connecting = threading.Thread(target=taker.post, args=("40" + json.dumps({"token": live.welcome["token"]}),))
-                connecting.start()
-                time.sleep(0.5)
-                requests.post(f"{taker.base}&sid={taker.sid}", data="1", timeout=5)  # Engine.IO close
-                time.sleep(0.2)
-            connecting.join(10)
+            abort_a_takeover(db, server, live)
             wait_until(lambda: db.query("SELECT sid FROM chat_online WHERE key = 'alice'") == [(live_sid,)],
                        timeout=10, message="alice's row back with the live connection")
             squatter = RawSocket(server.url)
@@ -79,22 +85,11 @@ def test_an_aborted_takeover_of_a_connection_that_left_meanwhile_frees_the_name(
     """Both leave while the takeover's claim waits: the name goes back to nobody (it was
     handed back to the dead connection, a ghost that kept the name until a restart)."""
     require_postgres()
-    import psycopg
-
     with PostgresDatabase() as db:
         server = ServerProcess(db.url).start()
         try:
             live = clients(server.url).connect(name="alice")
-            taker = RawPolling(server.url)
-            with psycopg.connect(db.url.replace("postgres://", "postgresql://")) as lock:
-                lock.execute("SELECT 1 FROM chat_online WHERE key = 'alice' FOR UPDATE")  # claims wait
-                connecting = threading.Thread(target=taker.post, args=("40" + json.dumps({"token": live.welcome["token"]}),))
-                connecting.start()
-                time.sleep(0.5)
-                live.close()  # the holder goes too; its release waits behind the claim
-                requests.post(f"{taker.base}&sid={taker.sid}", data="1", timeout=5)  # Engine.IO close
-                time.sleep(0.2)
-            connecting.join(10)
+            abort_a_takeover(db, server, live, meanwhile=live.close)  # its release waits behind the claim
             wait_until(lambda: db.query("SELECT sid FROM chat_online WHERE key = 'alice'") == [],
                        timeout=10, message="alice's row gone")
             assert clients(server.url).connect(name="alice").name == "alice"
