@@ -122,8 +122,9 @@ STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
-    # socket.io-client arrives through npm (package.json); it is served, never copied in.
+    # socket.io-client and markdown-it arrive through npm (package.json); served, never copied in.
     ("vendor/socket.io", BASE_DIR / "node_modules" / "socket.io-client" / "dist"),
+    ("vendor/markdown-it", BASE_DIR / "node_modules" / "markdown-it" / "dist" / "browser"),
 ]
 # Serve straight from the finders so `make run` needs no collectstatic; nginx serves
 # STATIC_ROOT itself in a cluster.

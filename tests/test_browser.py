@@ -569,6 +569,48 @@ def test_phone_layout_360px(chat_server, open_page):
     w.assert_clean()
 
 
+MARKDOWN_SAMPLE = ("**bold** and *italic* and `a < b`\n"
+                   "see https://example.com/docs?x=1 or javascript:alert(1)\n\n"
+                   "> quoted line\n\n"
+                   "```\nfor i in range(3):\n    print('<b>', i)\n```\n\n"
+                   "# not a heading, <b>not bold</b>, [label](https://example.org/) &amp; - item")
+
+
+def test_message_text_renders_a_markdown_subset_built_from_text_nodes(chat_server, open_page):
+    """Issue 15, message text: bold, italic, inline code, code blocks, quotes and links show
+    as such; raw HTML, entities and markup outside the subset show as typed; links are
+    http(s) only and open with rel="noopener noreferrer nofollow"; the stored text is what
+    was typed."""
+    from tests.test_limits_paths import stored_texts
+
+    room = f"ui-md-{uid()}"
+    a, b = open_page(), open_page()
+    enter_directly(a, chat_server.url, f"writer_{uid()[:6]}", room)
+    enter_directly(b, chat_server.url, f"reader_{uid()[:6]}", room)
+    a.page.evaluate("""([room, text]) => window.chatApp.socket.timeout(10000).emitWithAck('send', {room, text})""",
+                    [room, MARKDOWN_SAMPLE])
+    message = b.page.locator("#messages .message .message-text")
+    expect(message).to_have_count(1)
+    assert message.locator("strong").all_text_contents() == ["bold"]
+    assert message.locator("em").all_text_contents() == ["italic"]
+    assert message.locator("p > code").all_text_contents() == ["a < b"]
+    assert message.locator("blockquote").all_text_contents() == ["quoted line"]
+    assert message.locator("pre > code").all_text_contents() == ["for i in range(3):\n    print('<b>', i)"]
+    links = message.locator("a")
+    assert links.all_text_contents() == ["https://example.com/docs?x=1", "https://example.org/"]
+    for index in range(links.count()):
+        assert links.nth(index).get_attribute("rel") == "noopener noreferrer nofollow"
+        assert links.nth(index).get_attribute("target") == "_blank"
+        assert links.nth(index).get_attribute("href").startswith("https://")
+    last = message.locator("p").last.text_content()
+    assert last == "# not a heading, <b>not bold</b>, [label](https://example.org/) &amp; - item"
+    assert "javascript:alert(1)" in message.text_content()
+    tags = set(b.page.eval_on_selector_all("#messages .message-text *", "els => els.map(e => e.tagName.toLowerCase())"))
+    assert tags == {"p", "strong", "em", "code", "a", "blockquote", "pre"}, tags
+    assert [text for _, _, text in stored_texts(chat_server, room)] == [MARKDOWN_SAMPLE]
+    b.assert_clean()
+
+
 XSS_CORPUS = [
     "<img src=x onerror=alert(1)>",
     "<script>window.__xss=1</script>",

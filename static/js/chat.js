@@ -2,7 +2,8 @@
  * Browser client for the chat server.
  *
  * One script serves every page; <body data-page="..."> selects what runs.
- * All user-supplied content is rendered with textContent / text nodes only.
+ * All user-supplied content is rendered with textContent / text nodes only (message
+ * text through richtext.js, which builds its Markdown subset from text nodes too).
  * The pages are served with a strict CSP: no inline scripts, handlers or styles.
  */
 (function () {
@@ -37,6 +38,12 @@
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
+  }
+
+  // Message text in the Markdown subset of richtext.js, or as plain text without it.
+  function renderText(value) {
+    if (window.chatRichText) return window.chatRichText.render(value);
+    return document.createTextNode(value === undefined || value === null ? '' : String(value));
   }
 
   var storage = {
@@ -414,8 +421,9 @@
       meta.appendChild(time);
       li.appendChild(meta);
 
-      li.appendChild(el('div', 'message-text',
-        m.text === undefined || m.text === null ? '' : m.text));
+      var body = el('div', 'message-text');
+      body.appendChild(renderText(m.text));
+      li.appendChild(body);
       return li;
     }
 
