@@ -1,0 +1,46 @@
+"""Messages and what surrounds them: send (committed by the store, broadcast after the
+commit), history pages, typing, the room list, and deletion notices."""
+import gevent
+
+from chat import directory, persistence
+from chat.protocol import ok
+
+
+class Messages:
+    """Part of ChatService (chat/services/__init__.py); shares its state."""
+
+    def send(self, sid, request):
+        who = self._connections[sid].who if sid in self._connections else None
+        self._require_member(sid, request.room)
+        self._limit(sid, who.name, "send")
+        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce)
+        return ok(message=self.store.post(draft).message)
+
+    def messages_committed(self, messages):
+        """Called by the store's writer after each commit, in id order."""
+        self.bus.publish_room_messages(messages)
+
+    def history(self, sid, request):
+        self._limit(sid, self._name(sid), "history")
+        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit)
+        return ok(messages=rows)
+
+    def typing(self, sid, room, active):
+        name = self._name(sid)
+        self._require_member(sid, room)
+        self._limit(sid, name, "typing")
+        if self._room_size(room) > self.limits.presence_detail_max:
+            return  # each typing event would cost a frame per member: large rooms show none
+        self.sio.emit("typing", {"room": room, "user": name, "active": active}, room=room, skip_sid=sid)
+
+    def _room_size(self, room):
+        """Members of `room`: this node's, or the cluster's count when this node last saw it large."""
+        return max(self.presence.count(room), self._large_rooms.get(room, 0))
+
+    def rooms(self, sid):
+        self._limit(sid, self._name(sid), "rooms")
+        return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
+
+    def message_deleted(self, room, message_id):
+        """Called after a deletion commits, possibly inside a store worker: emit from a greenlet of its own."""
+        gevent.spawn(self.sio.emit, "message_deleted", {"room": room, "id": message_id}, room=room)
