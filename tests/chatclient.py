@@ -1,5 +1,6 @@
 """A python-socketio test client that records every server event for assertions."""
 import threading
+import time
 import uuid
 
 import socketio
@@ -77,10 +78,23 @@ class ChatClient:
                           message=f"{count} messages in {room}")
 
     def close(self):
+        """Disconnect. On long-polling, python-engineio's client can lose its own close packet:
+        `disconnect()` queues it, then marks the client disconnecting while the write loop
+        may still be busy with an earlier POST, and the loop stops with the packet still
+        queued (the server notices only at its ping timeout). So what is queued goes out
+        first, and the write loop is back waiting for more when the close is queued."""
         try:
+            if self.sio.connected and self.sio.transport() == "polling":
+                self._drain_outgoing()
             self.sio.disconnect()
         except Exception:
             pass
+
+    def _drain_outgoing(self, timeout=5):
+        queue, deadline = self.sio.eio.queue, time.monotonic() + timeout
+        while queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # from its last task_done back to queue.get()
 
 
 def start_senders(members, room, per_sender):

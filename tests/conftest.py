@@ -12,8 +12,10 @@ def sqlite_template(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def chat_server(sqlite_template):
-    """One shared server for tests that use their own rooms and names."""
-    server = ServerProcess(sqlite_template.fresh_url()).start()
+    """One shared server for tests that use their own rooms and names. Every test comes from
+    127.0.0.1, so the address's room quota (100 by default) would run out as the suite grows:
+    it is raised here; the quotas themselves are tested on servers of their own."""
+    server = ServerProcess(sqlite_template.fresh_url(), CHAT_ROOM_CREATES="name=20/3600,address=100000/3600").start()
     yield server
     server.stop()
 
