@@ -1,14 +1,20 @@
-"""Django admin for rooms and messages. Deleting a message here removes it live (chat.signals)."""
-from django.contrib import admin
+"""Django admin for rooms, messages and bans.
 
-from chat.models import Ban, Message, Room
+Deleting a message here is the same room event as a `delete` from its author (chat.roomlog):
+the message becomes a tombstone, every member's client removes it live, and `since` replays
+the deletion. A message's page shows every version of its text (its edit events)."""
+from django.contrib import admin
+from django.utils.html import format_html_join
+
+from chat import roomlog
+from chat.models import Ban, Message, Room, RoomEvent
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ("name", "last_seq", "created_at")
+    list_display = ("name", "topic", "last_seq", "created_at")
     search_fields = ("name",)
-    readonly_fields = ("last_seq",)
+    readonly_fields = ("last_seq", "topic")
 
     def has_delete_permission(self, request, obj=None):
         """Rooms are permanent: ids continue from `last_seq`, and every node's delivery (and
@@ -18,15 +24,48 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ("room", "seq", "author", "short_text", "created_at")
+    list_display = ("room", "seq", "author", "short_text", "created_at", "edited_at", "deleted_at")
     list_filter = ("room",)
     search_fields = ("author", "text")
-    readonly_fields = ("room", "seq", "author", "user", "nonce", "created_at")
+    fields = ("room", "seq", "author", "user", "text", "versions", "created_at", "edited_at", "deleted_at",
+              "reply_to", "replies", "reactions", "nonce")
+    readonly_fields = fields  # changes go through the room's events, never a silent save
     list_select_related = ("room",)
 
     @admin.display(description="text")
     def short_text(self, message):
         return message.text[:80]
+
+    @admin.display(description="history")
+    def versions(self, message):
+        """Every version of the text, oldest first, from its edit (and deletion) events."""
+        events = RoomEvent.objects.filter(room_id=message.room_id, message_seq=message.seq,
+                                          kind__in=("edit", "delete")).order_by("seq")
+        rows = [(e.created_at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind} by {e.actor}", e.previous_text or "")
+                for e in events]
+        if not rows:
+            return "never edited"
+        return format_html_join("", "<p>{} · {}: replaced <q>{}</q></p>", rows)
+
+    def has_add_permission(self, request):
+        return False  # messages are sent by people, through the chat
+
+    def delete_model(self, request, obj):
+        _publish(roomlog.delete_as_staff(obj, request.user))
+
+    def delete_queryset(self, request, queryset):
+        for message in queryset.filter(deleted_at__isnull=True).select_related("room"):
+            _publish(roomlog.delete_as_staff(message, request.user))
+
+
+def _publish(event):
+    """Send a committed event to the room's members now; without a chat server in this
+    process, every node's periodic delivery check finds it in the database instead."""
+    from chat import server
+
+    runtime = server.current()
+    if event is not None and runtime is not None:
+        runtime.service.messages_committed([event])
 
 
 @admin.register(Ban)

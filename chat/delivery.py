@@ -1,7 +1,9 @@
-"""Ordered, exactly-once delivery of room messages to this process's members.
+"""Ordered, exactly-once delivery of a room's stream (messages and room events) to this
+process's members.
 
-Every committed message reaches `RoomFeed.accept` (from this node's writer or, in a cluster,
-from the bus) carrying its id, the room's sequence number. For each room with local members
+Every committed item reaches `RoomFeed.accept` (from this node's writer or, in a cluster,
+from the bus) carrying its number in the room's sequence (a message's id, an event's seq;
+chat.roomlog.number). "id" below means that number. For each room with local members
 the feed remembers the highest id delivered here and:
   - delivers the next id at once;
   - drops ids already delivered (the bus or a recovery may repeat one);
@@ -19,6 +21,7 @@ import gevent
 
 from chat import persistence
 from chat.protocol import ProtocolError
+from chat.roomlog import number
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ class RoomFeed:
         track = self._tracks.get(room)
         if track is None:
             return  # nobody here is in that room
-        seq = message["id"]
+        seq = number(message)
         if track.delivered is not None and seq <= track.delivered:
             return
         track.highest_seen = max(track.highest_seen, seq)
@@ -99,7 +102,7 @@ class RoomFeed:
                 log.exception("delivery check failed")
 
     def _send(self, room, track, message):
-        track.delivered = message["id"]
+        track.delivered = number(message)
         self._deliver_local(room, message)
 
     def _drain(self, room, track):
@@ -133,8 +136,8 @@ class RoomFeed:
             while self._tracks.get(room) is track and track.highest_seen > track.delivered:
                 target = track.highest_seen
                 try:
-                    rows, last_id = self._store.read(persistence.gap_fill, room, track.delivered, target,
-                                                     self._page_limit)
+                    rows, covered, last_id = self._store.read(persistence.gap_fill, room, track.delivered, target,
+                                                              self._page_limit)
                 except ProtocolError as exc:
                     log.warning("gap fill for %s waits: %s", room, exc.message)
                     gevent.sleep(FILL_RETRY_SECS)
@@ -142,9 +145,11 @@ class RoomFeed:
                 if self._tracks.get(room) is not track:
                     return
                 self._deliver_rows(room, track, rows)
-                if len(rows) < self._page_limit:
+                if covered >= min(target, last_id):
                     # ids up to target missing from the database were deleted: skip them
                     self._skip_to(room, track, target, last_id)
+                else:  # a page: what it covers is delivered, its missing ids are deleted ones
+                    track.delivered = max(track.delivered, covered)
                 self._pop_delivered(track)
                 self._drain_in_fill(room, track)
         finally:
@@ -154,8 +159,9 @@ class RoomFeed:
         if self._metrics:
             self._metrics.recovered(len(rows))
         for message in rows:
-            if message["id"] > track.delivered:
-                track.early.pop(message["id"], None)
+            seq = number(message)
+            if seq > track.delivered:
+                track.early.pop(seq, None)
                 self._send(room, track, message)
 
     @staticmethod
@@ -181,33 +187,36 @@ class RoomFeed:
             del track.early[seq]
 
     # -- membership -------------------------------------------------------------------------
-    def admit(self, room, since, recent, limit, enter):
+    def admit(self, room, since, recent, limit, enter, viewer=None):
         """Read the joiner's history and call `enter()` exactly at its end.
 
         Returns persistence.Snapshot. When truncated (a long `since` gap), `enter` is not
-        called: the client asks again with `since` = the last id it got.
+        called: the client asks again with `since` = the snapshot's `next`.
         """
         track = self._tracks.setdefault(room, _Track())
         track.joining += 1
         try:
-            return self._admit(room, track, since, recent, limit, enter)
+            return self._admit(room, track, (since, recent, limit, viewer), enter)
         finally:
             track.joining -= 1
 
-    def _admit(self, room, track, since, recent, limit, enter):
-        snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit)
+    def _admit(self, room, track, query, enter):
+        since, recent, limit, viewer = query
+        snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit, viewer)
         if track.delivered is None:
             track.delivered = snap.upto
             self._pop_delivered(track)
             self._drain(room, track)
         while not snap.truncated and snap.upto < track.delivered:
             # more was delivered here while we read: read again up to the new mark
-            snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit)
+            snap = self._store.read(persistence.snapshot, room, since, track.delivered, recent, limit, viewer)
         if snap.truncated:
             return snap
-        messages = [m for m in snap.messages if m["id"] <= track.delivered]
+        mark = track.delivered
+        messages = [m for m in snap.messages if m["id"] <= mark]
+        events = [e for e in snap.events if e["seq"] <= mark]
         enter()  # no yield between the check above and this: the split is exact
-        return persistence.Snapshot(messages, track.delivered, False)
+        return persistence.Snapshot(messages, mark, False, events, topic=snap.topic)
 
     def release(self, room, still_members):
         """Forget a room once this node has no members (and no joiner) left in it."""

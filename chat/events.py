@@ -9,7 +9,7 @@ import logging
 
 import socketio
 
-from chat import protocol
+from chat import protocol, roomlog
 from chat.protocol import ProtocolError, failure
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,9 @@ def register(sio, service):
     def send(sid, data):
         return service.send(sid, protocol.parse_send(data, limits.max_message))
 
+    for kind in roomlog.KINDS.values():
+        _register_change(sio, service, kind)
+
     @sio.on("history")
     @guarded
     def history(sid, data):
@@ -97,3 +100,14 @@ def register(sio, service):
     @sio.on("*")
     def unknown(event, sid, *_args):
         return failure(protocol.UNKNOWN_EVENT, f"unknown event {str(event)[:64]!r}")
+
+
+def _register_change(sio, service, kind):
+    """One socket event per room event kind: its validator, then the shared service method."""
+
+    @guarded
+    def change(sid, data):
+        return service.change(sid, kind.parse(data, service.limits))
+
+    change.__name__ = kind.request
+    sio.on(kind.request, change)

@@ -1,8 +1,11 @@
-"""Rooms and their messages: the durable record every delivery is checked against.
+"""Rooms, their messages and room events: the durable record every delivery is checked against.
 
-A message's public id is its room sequence number (`seq`): contiguous per room and assigned
-inside the committing transaction while the room row is locked, so ids become visible in
-the same order on every node and `since` recovery can never skip one.
+Every change to a room has a number from the room's one sequence (`Room.last_seq`),
+assigned inside the committing transaction while the room row is locked, so numbers become
+visible in the same order on every node and `since` recovery can never skip one. A message
+row's `seq` is the number of the event that created it (its public id); every later change
+(edit, deletion, reaction, topic) is a `RoomEvent` row with its own number. The message row
+holds the current state that `history` serves; chat.roomlog owns the event kinds.
 """
 from django.conf import settings
 from django.db import models
@@ -16,7 +19,8 @@ from chat.protocol import ACCOUNT_NAME_MAX_CHARS as NAME_MAX_CHARS  # a Django u
 class Room(models.Model):
     name = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
-    last_seq = models.BigIntegerField(default=0, help_text="Highest message id assigned in this room.")
+    last_seq = models.BigIntegerField(default=0, help_text="Highest event number assigned in this room.")
+    topic = models.CharField(max_length=250, blank=True, default="")
 
     class Meta:
         ordering = ["name"]
@@ -35,6 +39,15 @@ class Message(models.Model):
     text = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
     nonce = models.CharField(max_length=64, null=True, blank=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, help_text="A tombstone: text cleared, never served.")
+    reply_to = models.BigIntegerField(null=True, blank=True, help_text="Id of the message this one replies to.")
+    reply_user = models.CharField(max_length=NAME_MAX_CHARS, blank=True, default="")
+    reply_excerpt = models.TextField(null=True, blank=True, help_text="The parent's text when replied to; "
+                                                                      "cleared when the parent is deleted.")
+    reply_replies = models.IntegerField(default=0, help_text="The parent's reply count right after this reply.")
+    replies = models.IntegerField(default=0, help_text="Live replies to this message.")
+    reactions = models.JSONField(null=True, blank=True, help_text="[{emoji, count, users}], first reaction first.")
 
     class Meta:
         ordering = ["room_id", "seq"]
@@ -52,9 +65,10 @@ class Message(models.Model):
     def __str__(self):
         return f"{self.room.name}#{self.seq} {self.author}"
 
-    def to_wire(self, room_name=None):
-        """The Message object of docs/PROTOCOL.md."""
-        return {
+    def to_wire(self, room_name=None, my_emoji=()):
+        """The Message object of docs/PROTOCOL.md in its current state; `my_emoji`: the
+        emoji the reader reacted with here (each reaction's `me`)."""
+        wire = {
             "id": self.seq,
             "room": room_name or self.room.name,
             "user": self.author,
@@ -62,6 +76,61 @@ class Message(models.Model):
             "text": self.text,
             "ts": wire_time(self.created_at),
         }
+        if self.edited_at is not None:
+            wire["edited_at"] = wire_time(self.edited_at)
+        if self.reply_to is not None:
+            wire["reply_to"] = reply_wire(self.reply_to, self.reply_user, self.reply_excerpt, self.reply_replies)
+        if self.replies:
+            wire["replies"] = self.replies
+        if self.reactions:
+            wire["reactions"] = [{**r, "me": r["emoji"] in my_emoji} for r in self.reactions]
+        return wire
+
+
+def reply_wire(parent_id, user, excerpt, replies):
+    return {"id": parent_id, "user": user, "excerpt": excerpt, "replies": replies}
+
+
+class RoomEvent(models.Model):
+    """A numbered change to a room other than a new message (chat.roomlog owns the kinds).
+
+    `data` is the event's wire payload beyond {room, seq, kind}; an edit also keeps the text it
+    replaced (`previous_text`, staff-only: the admin's version history)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="events")
+    seq = models.BigIntegerField(help_text="The room's sequence number of this event.")
+    kind = models.CharField(max_length=16)
+    message_seq = models.BigIntegerField(null=True, blank=True, help_text="Id of the message it changes.")
+    actor = models.CharField(max_length=NAME_MAX_CHARS)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    data = models.JSONField(default=dict)
+    previous_text = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["room_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="roomevent_room_seq_unique")]
+        indexes = [models.Index(fields=["room", "message_seq"], name="roomevent_message_idx"),
+                   models.Index(fields=["created_at"], name="roomevent_created_idx")]
+
+    def __str__(self):
+        return f"{self.room.name}#{self.seq} {self.kind} by {self.actor}"
+
+    def to_wire(self, room_name):
+        return {"room": room_name, "seq": self.seq, "kind": self.kind, **self.data}
+
+
+class Reaction(models.Model):
+    """One person's emoji on one message: the truth behind Message.reactions and `me`."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_rows")
+    user = models.CharField(max_length=NAME_MAX_CHARS)
+    emoji = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_unique")]
+        indexes = [models.Index(fields=["message", "emoji", "id"], name="reaction_message_emoji_idx")]
 
 
 def wire_time(moment):

@@ -3,8 +3,6 @@ socket events). A ban takes effect at once on every node: the node that records 
 control message over the bus to every node with members in the room, and each removes its
 own connection of that name. Joins check the ban table. Functions here run in chat.store's
 workers."""
-from django.contrib.auth import get_user_model
-
 from chat.models import Ban
 
 
@@ -19,7 +17,3 @@ def ban(room, name, by_user_id, reason=""):
 
 def unban(room, name):
     return Ban.objects.filter(room=room, key=name.lower()).delete()[0] > 0
-
-
-def is_staff(user_id):
-    return user_id is not None and get_user_model().objects.filter(pk=user_id, is_active=True, is_staff=True).exists()

@@ -1,14 +1,20 @@
-"""Every query the socket side runs, as plain functions over Django's ORM.
+"""Every query the socket side runs for messages and the room stream, as plain functions over
+Django's ORM (room events' writes are chat.roomlog's).
 
 Called only from chat.store's worker greenlets (which own the connections). Writes assign
 room sequence numbers inside the committing transaction: `UPDATE room SET last_seq =
-last_seq + n ... RETURNING` locks the room row until commit, so within a room ids are
+last_seq + n ... RETURNING` locks the room row until commit, so within a room numbers are
 committed, and so become visible, in increasing order on every node. Rooms of one batch are
 locked in name order so two nodes' batches cannot deadlock.
 
 The commit path (`commit_posts`, every `send`) writes SQL through Django's connection
 instead of building model instances and querysets: at thousands of messages a second the
-ORM's per-row and per-query overhead was the largest cost of a send after the network.
+ORM's per-row and per-query overhead was the largest cost of a send after the network. Its
+INSERT is generated from the Message model (`MessageInsert`), so a new column is never left out.
+
+A room's stream is its live messages and its room events, merged by number (`stream_page`):
+deleted messages are gaps, and events that change a deleted message are left out, so a
+deleted text is never served again.
 """
 from collections import defaultdict
 from dataclasses import dataclass
@@ -17,8 +23,11 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import Message, Room, wire_time
-from chat.protocol import INVALID_ROOM, ProtocolError
+from chat.models import Message, Reaction, Room, RoomEvent, reply_wire, wire_time
+from chat.protocol import INVALID_ROOM, MESSAGE_NOT_FOUND, ProtocolError
+from chat.roomlog import number
+
+REPLY_EXCERPT_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class Draft:
     user_id: int | None
     text: str
     nonce: str | None
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,8 +49,11 @@ class Posted:
 @dataclass(frozen=True)
 class Snapshot:
     messages: list  # wire Messages, oldest first
-    upto: int  # the room's last id when read: messages are those <= upto
+    upto: int  # the room's last number when read: items are those <= upto
     truncated: bool
+    events: list = ()  # room events after `since`, oldest first
+    next: int | None = None  # truncated: the `since` that continues
+    topic: str = ""
 
 
 def room_exists(name):
@@ -80,9 +93,31 @@ class SQL:
     room = quote(Message._meta.get_field("room").column)
     author = quote("author")
     nonce = quote("nonce")
-    insert = (f"INSERT INTO {table} ({room}, {quote('seq')}, {author}, {quote(Message._meta.get_field('user').column)}, "
-              f"{quote('text')}, {quote('created_at')}, {nonce}) VALUES (%s, %s, %s, %s, %s, %s, %s)")
     reserve = f"UPDATE {rooms} SET last_seq = last_seq + %s WHERE name = %s RETURNING id, last_seq"
+    parents = (f"SELECT seq, author, text FROM {table} WHERE {room} = %s AND seq = %s AND deleted_at IS NULL")
+    count_reply = f"UPDATE {table} SET replies = replies + 1 WHERE {room} = %s AND seq = %s RETURNING replies"
+
+
+class MessageInsert:
+    """The commit path's INSERT, generated from the Message model: every concrete column,
+    filled from the values given and, for the rest, the field's default (prepared once)."""
+
+    def __init__(self):
+        fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+        self.columns = [f.attname for f in fields]
+        names = ", ".join(SQL.quote(f.column) for f in fields)
+        self.sql = f"INSERT INTO {SQL.table} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"
+        self.defaults = {f.attname: None if callable(f.default) else f.get_db_prep_save(f.get_default(), connection)
+                         for f in fields}
+
+    def row(self, **values):
+        unknown = values.keys() - self.defaults.keys()
+        if unknown:
+            raise TypeError(f"Message has no column {sorted(unknown)}")
+        return tuple(values[name] if name in values else self.defaults[name] for name in self.columns)
+
+
+INSERT = MessageInsert()
 
 
 def _reserve_seqs(cursor, room_name, count):
@@ -132,64 +167,136 @@ def _commit_posts(drafts):
         stamp, ts = connection.ops.adapt_datetimefield_value(now), wire_time(now)
         rows = []
         for room_name in sorted(fresh):
-            reserved = _reserve_seqs(cursor, room_name, len(fresh[room_name]))
-            for offset, (index, draft) in enumerate(fresh[room_name]):
+            drafts_here = _without_bad_replies(cursor, room_name, fresh[room_name], results)
+            reserved = _reserve_seqs(cursor, room_name, len(drafts_here)) if drafts_here else None
+            for offset, (index, draft) in enumerate(drafts_here):
                 if reserved is None:
                     results[index] = ProtocolError(INVALID_ROOM, f"room {room_name} does not exist")
                     continue
                 room_id, seq = reserved[0], reserved[1] + offset
-                rows.append((room_id, seq, draft.author, draft.user_id, draft.text, stamp, draft.nonce))
                 wire = {"id": seq, "room": room_name, "user": draft.author, "account": draft.user_id is not None,
                         "text": draft.text, "ts": ts}
+                reply = _reply(cursor, room_id, draft, wire) if draft.reply_to is not None else {}
+                rows.append(INSERT.row(room_id=room_id, seq=seq, author=draft.author, user_id=draft.user_id,
+                                       text=draft.text, created_at=stamp, nonce=draft.nonce, **reply))
                 results[index] = Posted(wire, created=True)
         if rows:
-            cursor.executemany(SQL.insert, rows)
+            cursor.executemany(INSERT.sql, rows)
     return [Posted(results[r].message, created=False) if isinstance(r, int) else r for r in results]
 
 
-def _wire(rows, room_name):
-    return [m.to_wire(room_name) for m in rows]
+def _without_bad_replies(cursor, room_name, drafts, results):
+    """The drafts of one room minus replies to messages it lacks (those get message_not_found).
+    Takes the room's lock first when there are replies, so no deletion of a parent can
+    commit between this check and the reply's commit."""
+    if all(draft.reply_to is None for _, draft in drafts):
+        return drafts
+    locked = _reserve_seqs(cursor, room_name, 0)
+    if locked is None:
+        return drafts  # no such room: refused below
+    kept = []
+    for index, draft in drafts:
+        if draft.reply_to is not None:
+            cursor.execute(SQL.parents, [locked[0], draft.reply_to])
+            if cursor.fetchone() is None:
+                results[index] = ProtocolError(MESSAGE_NOT_FOUND, f"no message {draft.reply_to} in {room_name} to reply to")
+                continue
+        kept.append((index, draft))
+    return kept
 
 
-def snapshot(room_name, since, upto, recent, limit):
-    """Messages a joiner gets: the last `recent` up to `upto` (None: the room's last id), or
-    with `since` every message after it, at most `limit` (then `truncated`)."""
+def _reply(cursor, room_id, draft, wire):
+    """Count the reply on its parent; the reply's columns, and its `reply_to` on the wire."""
+    cursor.execute(SQL.parents, [room_id, draft.reply_to])
+    _seq, parent_author, parent_text = cursor.fetchone()
+    cursor.execute(SQL.count_reply, [room_id, draft.reply_to])
+    replies = cursor.fetchone()[0]
+    excerpt = parent_text[:REPLY_EXCERPT_CHARS]
+    wire["reply_to"] = reply_wire(draft.reply_to, parent_author, excerpt, replies)
+    return {"reply_to": draft.reply_to, "reply_user": parent_author, "reply_excerpt": excerpt,
+            "reply_replies": replies}
+
+
+def _wire(rows, room_name, viewer=None):
+    """Messages in their current state; `viewer`'s reactions marked `me`."""
+    mine = defaultdict(set)
+    with_reactions = [m.pk for m in rows if m.reactions]
+    if viewer is not None and with_reactions:
+        for message_pk, emoji in Reaction.objects.filter(message_id__in=with_reactions, user=viewer) \
+                .values_list("message_id", "emoji"):
+            mine[message_pk].add(emoji)
+    return [m.to_wire(room_name, mine.get(m.pk, ())) for m in rows]
+
+
+def _live(room_name):
+    return Message.objects.filter(room__name=room_name, deleted_at__isnull=True)
+
+
+def _first(query, limit):
+    """Up to `limit` rows and, when more exist, the number of the last one taken."""
+    rows = list(query[:limit + 1])
+    return (rows[:limit], rows[limit - 1].seq) if len(rows) > limit else (rows, None)
+
+
+def stream_page(room_name, after, upto, limit, viewer=None):
+    """The room's stream with after < number <= upto, oldest first: (messages, events, covered).
+
+    At most `limit` messages and `limit` events are read; `covered` is the number up to which
+    the page is complete (`upto` unless a limit cut it short). Events that change a message
+    deleted since are left out: its deletion, also in the stream, is what a reader needs."""
+    messages, cut_messages = _first(_live(room_name).filter(seq__gt=after, seq__lte=upto).order_by("seq"), limit)
+    events, cut_events = _first(RoomEvent.objects.filter(room__name=room_name, seq__gt=after, seq__lte=upto)
+                                .order_by("seq"), limit)
+    covered = min([cut for cut in (cut_messages, cut_events) if cut is not None], default=upto)
+    targets = {e.message_seq for e in events if e.message_seq is not None and e.kind != "delete"}
+    gone = set(Message.objects.filter(room__name=room_name, seq__in=targets, deleted_at__isnull=False)
+               .values_list("seq", flat=True)) if targets else set()
+    events = [e.to_wire(room_name) for e in events
+              if e.seq <= covered and (e.kind == "delete" or e.message_seq not in gone)]
+    return _wire([m for m in messages if m.seq <= covered], room_name, viewer), events, covered
+
+
+def merged(messages, events):
+    """Messages and events as one list in number order."""
+    return sorted([*messages, *events], key=number)
+
+
+def snapshot(room_name, since, upto, recent, limit, viewer=None):
+    """What a joiner gets: the last `recent` messages up to `upto` (None: the room's last
+    number), or with `since` the stream after it, at most `limit` of each kind (then
+    `truncated`, and `next` is the `since` that continues)."""
     with transaction.atomic():  # one consistent read on SQLite and PostgreSQL alike
-        if upto is None:
-            upto = Room.objects.filter(name=room_name).values_list("last_seq", flat=True).first() or 0
-        in_room = Message.objects.filter(room__name=room_name, seq__lte=upto)
+        last_seq, topic = Room.objects.filter(name=room_name).values_list("last_seq", "topic").first() or (0, "")
+        upto = last_seq if upto is None else upto
         if since is None:
-            rows = list(in_room.order_by("-seq")[:recent])[::-1]
-            return Snapshot(_wire(rows, room_name), upto, truncated=False)
-        rows = list(in_room.filter(seq__gt=since).order_by("seq")[: limit + 1])
-    return Snapshot(_wire(rows[:limit], room_name), upto, truncated=len(rows) > limit)
+            rows = list(_live(room_name).filter(seq__lte=upto).order_by("-seq")[:recent])[::-1]
+            return Snapshot(_wire(rows, room_name, viewer), upto, truncated=False, events=[], topic=topic)
+        messages, events, covered = stream_page(room_name, since, upto, limit, viewer)
+    truncated = covered < upto
+    return Snapshot(messages, upto, truncated, events, next=covered if truncated else None, topic=topic)
 
 
 def last_ids(room_names):
-    """{room: last id} for the given rooms (the periodic check against missed deliveries)."""
+    """{room: last number} for the given rooms (the periodic check against missed deliveries)."""
     return dict(Room.objects.filter(name__in=list(room_names)).values_list("name", "last_seq"))
 
 
-def messages_between(room_name, after, upto, limit):
-    """Messages with after < id <= upto, oldest first, at most `limit`."""
-    rows = Message.objects.filter(room__name=room_name, seq__gt=after, seq__lte=upto).order_by("seq")[:limit]
-    return _wire(rows, room_name)
-
-
 def gap_fill(room_name, after, upto, limit):
-    """(messages_between(...), the room's last id): one consistent read for a gap fill, which
-    must not believe an id the database has not committed."""
+    """(stream items with after < number <= upto in order, the number they cover up to, the
+    room's last number): one consistent read for a gap fill, which must not believe a number
+    the database has not committed."""
     with transaction.atomic():
         last_id = Room.objects.filter(name=room_name).values_list("last_seq", flat=True).first() or 0
-        return messages_between(room_name, after, min(upto, last_id), limit), last_id
+        messages, events, covered = stream_page(room_name, after, min(upto, last_id), limit)
+        return merged(messages, events), max(covered, after), last_id
 
 
-def messages_before(room_name, before, limit):
-    """Up to `limit` messages with id < before (None: the newest), oldest first; paged by id."""
-    rows = Message.objects.filter(room__name=room_name)
+def messages_before(room_name, before, limit, viewer=None):
+    """Up to `limit` live messages with id < before (None: the newest), oldest first; paged by id."""
+    rows = _live(room_name)
     if before is not None:
         rows = rows.filter(seq__lt=before)
-    return _wire(list(rows.order_by("-seq")[:limit])[::-1], room_name)
+    return _wire(list(rows.order_by("-seq")[:limit])[::-1], room_name, viewer)
 
 
 def most_active_rooms(limit):

@@ -40,6 +40,10 @@ FORBIDDEN = "forbidden"
 INTERNAL = "internal"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INVALID_HOST = "invalid_host"
+MESSAGE_NOT_FOUND = "message_not_found"
+EDIT_WINDOW_CLOSED = "edit_window_closed"
+INVALID_EMOJI = "invalid_emoji"
+TOO_MANY_REACTIONS = "too_many_reactions"
 
 
 class ProtocolError(Exception):
@@ -74,6 +78,7 @@ class SendRequest:
     room: str
     text: str
     nonce: str | None
+    reply_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ class HistoryRequest:
     limit: int
 
 
-def _object(data):
+def object_payload(data):
     if not isinstance(data, dict):
         raise ProtocolError(INVALID_PAYLOAD, "payload must be a JSON object")
     return data
@@ -120,7 +125,7 @@ def storable(value, field):
     return value
 
 
-def _message_id(data, field, required=False):
+def message_id(data, field, required=False):
     value = data.get(field)
     if value is None and not required:
         return None
@@ -130,18 +135,27 @@ def _message_id(data, field, required=False):
 
 
 def parse_join(data):
-    data = _object(data)
-    return JoinRequest(room=room_name(data.get("room")), since=_message_id(data, "since"))
+    data = object_payload(data)
+    return JoinRequest(room=room_name(data.get("room")), since=message_id(data, "since"))
 
 
 def parse_leave(data):
-    return room_name(_object(data).get("room"))
+    return room_name(object_payload(data).get("room"))
 
 
 def parse_send(data, max_chars):
-    data = _object(data)
+    data = object_payload(data)
     room = room_name(data.get("room"))
-    text = data.get("text")
+    text = message_text(data.get("text"), max_chars)
+    nonce = data.get("nonce")
+    if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= NONCE_MAX_CHARS):
+        raise ProtocolError(INVALID_PAYLOAD, f"nonce must be a string of 1-{NONCE_MAX_CHARS} characters")
+    return SendRequest(room=room, text=text, nonce=nonce if nonce is None else storable(nonce, "nonce"),
+                       reply_to=message_id(data, "reply_to"))
+
+
+def message_text(text, max_chars):
+    """A message's text (send, edit): stripped, not empty, at most `max_chars`."""
     if not isinstance(text, str):
         raise ProtocolError(INVALID_TEXT, "text must be a string")
     text = storable(text, "text").strip()
@@ -149,10 +163,7 @@ def parse_send(data, max_chars):
         raise ProtocolError(INVALID_TEXT, "text is empty")
     if len(text) > max_chars:
         raise ProtocolError(TEXT_TOO_LONG, f"text is longer than {max_chars} characters")
-    nonce = data.get("nonce")
-    if nonce is not None and (not isinstance(nonce, str) or not 1 <= len(nonce) <= NONCE_MAX_CHARS):
-        raise ProtocolError(INVALID_PAYLOAD, f"nonce must be a string of 1-{NONCE_MAX_CHARS} characters")
-    return SendRequest(room=room, text=text, nonce=nonce if nonce is None else storable(nonce, "nonce"))
+    return text
 
 
 def parse_limit(value, default, maximum):
@@ -164,16 +175,16 @@ def parse_limit(value, default, maximum):
 
 
 def parse_history(data, default_limit, max_limit):
-    data = _object(data)
+    data = object_payload(data)
     return HistoryRequest(
         room=room_name(data.get("room")),
-        before=_message_id(data, "before"),
+        before=message_id(data, "before"),
         limit=parse_limit(data.get("limit"), default_limit, max_limit),
     )
 
 
 def parse_typing(data):
-    data = _object(data)
+    data = object_payload(data)
     active = data.get("active")
     if not isinstance(active, bool):
         raise ProtocolError(INVALID_PAYLOAD, "active must be true or false")
@@ -181,7 +192,7 @@ def parse_typing(data):
 
 
 def parse_ban(data):
-    data = _object(data)
+    data = object_payload(data)
     reason = data.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 200:
         raise ProtocolError(INVALID_PAYLOAD, "reason must be a string of at most 200 characters")
@@ -190,14 +201,14 @@ def parse_ban(data):
 
 def parse_rooms(data):
     if data is not None:
-        _object(data)
+        object_payload(data)
 
 
 def parse_auth(auth):
     """Return (name, token) from the Socket.IO `auth` object; either may be None."""
     if auth is None:
         return None, None
-    auth = _object(auth)
+    auth = object_payload(auth)
     token = auth.get("token")
     if token is not None and (not isinstance(token, str) or len(token) > 4096):
         raise ProtocolError(INVALID_TOKEN, "token must be a string")

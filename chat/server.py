@@ -21,7 +21,7 @@ from django.http.request import split_domain_port, validate_host
 from gevent.pywsgi import WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 
-from chat import bus, events, protocol
+from chat import bus, events, protocol, roomlog
 from chat.delivery import RoomFeed
 from chat.limits import RateLimiter, parse_quotas, parse_rules
 from chat.metrics import NodeMetrics
@@ -109,8 +109,8 @@ def build_runtime():
                   concurrent_writes=settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
                   delivery_limit=settings.CHAT_DELIVERY_QUEUE)
 
-    def deliver_here(room, message):
-        manager.emit_local("message", message, room)
+    def deliver_here(room, item):
+        manager.emit_local(roomlog.announced_as(item), item, room)
         metrics.delivered(presence.count(room))
 
     feed = RoomFeed(store, deliver_here, settings.CHAT_FEED_BUFFER, settings.CHAT_SINCE_MAX, metrics=metrics)

@@ -35,10 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class _Call:
-    __slots__ = ("fn", "args", "result")
+    __slots__ = ("fn", "args", "result", "delivers")
 
-    def __init__(self, fn, args):
+    def __init__(self, fn, args, delivers=False):
         self.fn, self.args, self.result = fn, args, AsyncResult()
+        self.delivers = delivers  # its result, a committed room event (or None), goes out like messages
 
 
 class _Post:
@@ -93,6 +94,11 @@ class Store:
     def write(self, fn, *args):
         return self._submit(self._reads if self._concurrent_writes else self._writes, _Call(fn, args))
 
+    def commit_event(self, fn, *args):
+        """Commit a room event (chat.roomlog) as a write; once committed it joins the
+        delivery queue, after the messages committed before it by this writer."""
+        return self._submit(self._reads if self._concurrent_writes else self._writes, _Call(fn, args, delivers=True))
+
     def post(self, draft):
         """Commit one message (batched with others); returns persistence.Posted."""
         return self._submit(self._writes, _Post(draft))
@@ -125,7 +131,10 @@ class Store:
 
     def _run_call(self, job):
         try:
-            job.result.set(job.fn(*job.args))
+            outcome = job.fn(*job.args)
+            if job.delivers and outcome is not None:
+                self._deliveries.put([outcome])  # waits only while CHAT_DELIVERY_QUEUE batches wait
+            job.result.set(outcome)
         except ProtocolError as exc:
             job.result.set(exc)
         except DatabaseError as exc:

@@ -68,7 +68,7 @@ def test_paging_backwards_by_id():
     assert [m["id"] for m in persistence.messages_before("r", 5, 3)] == [2, 3, 4]
     assert [m["id"] for m in persistence.messages_before("r", 2, 3)] == [1]
     assert persistence.messages_before("r", 1, 3) == []
-    assert [m["id"] for m in persistence.messages_between("r", 2, 5, 10)] == [3, 4, 5]
+    assert [m["id"] for m in persistence.gap_fill("r", 2, 5, 10)[0]] == [3, 4, 5]
 
 
 def test_wire_format():

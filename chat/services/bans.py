@@ -4,7 +4,7 @@ import logging
 
 import gevent
 
-from chat import directory, moderation, protocol
+from chat import directory, moderation, permissions, protocol
 from chat.protocol import ProtocolError, ok
 
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
@@ -48,6 +48,6 @@ class Bans:
 
     def _staff(self, sid):
         conn = self._connections.get(sid)
-        if conn is None or not self.store.read(moderation.is_staff, conn.who.user_id):
+        if conn is None or not self.store.read(permissions.is_staff, conn.who.user_id):
             raise ProtocolError(protocol.FORBIDDEN, "only staff may do this")
         return conn.who

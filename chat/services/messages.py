@@ -1,8 +1,7 @@
 """Messages and what surrounds them: send (committed by the store, broadcast after the
-commit), history pages, typing, the room list, and deletion notices."""
-import gevent
-
-from chat import directory, persistence
+commit), the changes to a room that are room events (edits, deletions, reactions, topic:
+chat.roomlog), history pages, typing and the room list."""
+from chat import directory, persistence, roomlog
 from chat.protocol import ok
 
 
@@ -13,16 +12,27 @@ class Messages:
         who = self._connections[sid].who if sid in self._connections else None
         self._require_member(sid, request.room)
         self._limit(sid, who.name, "send")
-        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce)
+        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce, request.reply_to)
         return ok(message=self.store.post(draft).message)
 
+    def change(self, sid, change):
+        """Every room event kind (chat.roomlog.KINDS): the member checks here, the kind's
+        permission and apply rule in its commit; the event goes out like messages do."""
+        who = self._connections[sid].who if sid in self._connections else None
+        self._require_member(sid, change.room)
+        self._limit(sid, who.name, roomlog.KINDS[change.kind].rule)
+        event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
+        return ok(event=event)
+
     def messages_committed(self, messages):
-        """Called by the store's writer after each commit, in id order."""
+        """Called by the store's delivery greenlet after each commit, in commit order:
+        messages and room events alike."""
         self.bus.publish_room_messages(messages)
 
     def history(self, sid, request):
-        self._limit(sid, self._name(sid), "history")
-        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit)
+        name = self._name(sid)
+        self._limit(sid, name, "history")
+        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, name)
         return ok(messages=rows)
 
     def typing(self, sid, room, active):
@@ -40,7 +50,3 @@ class Messages:
     def rooms(self, sid):
         self._limit(sid, self._name(sid), "rooms")
         return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
-
-    def message_deleted(self, room, message_id):
-        """Called after a deletion commits, possibly inside a store worker: emit from a greenlet of its own."""
-        gevent.spawn(self.sio.emit, "message_deleted", {"room": room, "id": message_id}, room=room)

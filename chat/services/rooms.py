@@ -30,7 +30,7 @@ class Rooms:
         try:
             count, members = self.store.read(directory.roster, room, self.limits.members_listed)
             snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
-                                   enter=lambda: self._enter_here(sid, room))
+                                   enter=lambda: self._enter_here(sid, room), viewer=name)
         except ProtocolError:
             if not already:
                 self._forget_membership(sid, room)
@@ -38,7 +38,9 @@ class Rooms:
         finally:
             self.feed.release(room, self.presence.count(room) > 0)
         if snap.truncated:
-            self.limiter.allow_continuation(sid, ("join", room, snap.messages[-1]["id"]))
+            self.limiter.allow_continuation(sid, ("join", room, snap.next))
+            if snap.messages and snap.messages[-1]["id"] != snap.next:  # clients that resume from the last message
+                self.limiter.allow_continuation(sid, ("join", room, snap.messages[-1]["id"]))
         if snap.truncated and not already:
             self._forget_membership(sid, room)  # not a member until the catch-up completes
             count, members = count - 1, [m for m in members if m != name]
@@ -46,9 +48,10 @@ class Rooms:
             self._announce(room, name, "join", count)
         # From the enter() inside admit to this return nothing yields, so the ack is queued
         # before any live message of the room: history first, then live, on the wire too.
-        reply = ok(room=room, history=snap.messages, members=members, count=count)
+        reply = ok(room=room, history=snap.messages, events=list(snap.events), members=members, count=count,
+                   topic=snap.topic)
         if snap.truncated:
-            reply["truncated"] = True
+            reply["truncated"], reply["next"] = True, snap.next
         return reply
 
     def _create_room(self, sid, name, room):
