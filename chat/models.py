@@ -20,7 +20,9 @@ class Room(models.Model):
     name = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     last_seq = models.BigIntegerField(default=0, help_text="Highest event number assigned in this room.")
-    topic = models.CharField(max_length=250, blank=True, default="")
+    # Database defaults too, for the columns added with room events: a node still running the
+    # code before them (a rolling upgrade) inserts rows without them.
+    topic = models.CharField(max_length=250, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["name"]
@@ -42,11 +44,11 @@ class Message(models.Model):
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="A tombstone: text cleared, never served.")
     reply_to = models.BigIntegerField(null=True, blank=True, help_text="Id of the message this one replies to.")
-    reply_user = models.CharField(max_length=NAME_MAX_CHARS, blank=True, default="")
+    reply_user = models.CharField(max_length=NAME_MAX_CHARS, blank=True, default="", db_default="")
     reply_excerpt = models.TextField(null=True, blank=True, help_text="The parent's text when replied to; "
                                                                       "cleared when the parent is deleted.")
-    reply_replies = models.IntegerField(default=0, help_text="The parent's reply count right after this reply.")
-    replies = models.IntegerField(default=0, help_text="Live replies to this message.")
+    reply_replies = models.IntegerField(default=0, db_default=0, help_text="The parent's reply count right after this reply.")
+    replies = models.IntegerField(default=0, db_default=0, help_text="Live replies to this message.")
     reactions = models.JSONField(null=True, blank=True, help_text="[{emoji, count, users}], first reaction first.")
 
     class Meta:

@@ -57,14 +57,20 @@ def test_logged_in_user_chats_under_their_username_and_name_is_reserved(chat_ser
     assert guest.connect_error["data"]["code"] == "name_reserved"
 
 
-def delete_in_admin(server, room, message_id):
-    """A staff member deletes one message through the Django admin of `server`."""
+def admin_of(server, room, message_id):
+    """A new staff member's logged-in admin session on `server`, and the admin key of a message."""
     admin_name = unique("admin")
     create_user(server, admin_name, "admin-password-9", staff=True)
     pk = manage(server.database_url, "shell", "-c",
                 f"from chat.models import Message; print(Message.objects.get(room__name={room!r}, seq={message_id}).pk)"
                 ).split()[-1]
     admin, _ = login(server, "/admin/login/?next=/admin/", admin_name, "admin-password-9")
+    return admin, pk
+
+
+def delete_in_admin(server, room, message_id):
+    """A staff member deletes one message through the Django admin of `server`."""
+    admin, pk = admin_of(server, room, message_id)
     page = admin.get(f"{server.url}/admin/chat/message/{pk}/delete/", timeout=5)
     token = CSRF_FIELD.search(page.text).group(1)
     done = admin.post(f"{server.url}/admin/chat/message/{pk}/delete/", timeout=5, allow_redirects=False,
@@ -83,8 +89,25 @@ def test_admin_deletion_removes_the_message_live(chat_server, clients):
     kept = a.send(room, "kind words")
     delete_in_admin(chat_server, room, doomed["id"])
     for member in (a, b):
-        assert member.wait_for("message_deleted") == {"room": room, "id": doomed["id"]}
+        event = member.wait_for("message_deleted")
+        assert event == {"room": room, "seq": kept["id"] + 1, "kind": "delete", "id": doomed["id"]}
     assert [m["id"] for m in a.call("history", {"room": room})["messages"]] == [kept["id"]]
+    # the same room event as a client's delete: a client that was away gets it replayed
+    late = clients(chat_server.url).connect(name=unique("late"))
+    assert late.join(room, since=kept["id"])["events"] == [event]
+
+
+def test_admin_shows_every_version_of_an_edited_message(chat_server, clients):
+    room = unique("room")
+    author = clients(chat_server.url).connect(name=unique("a"))
+    author.join(room)
+    message = author.send(room, "first draft")
+    for text in ("second draft", "final text"):
+        assert author.call("edit", {"room": room, "id": message["id"], "text": text})["ok"]
+    admin, pk = admin_of(chat_server, room, message["id"])
+    page = admin.get(f"{chat_server.url}/admin/chat/message/{pk}/change/", timeout=5).text
+    versions = re.findall(r"edit by [^:]+: replaced <q>([^<]*)</q>", page)
+    assert versions == ["first draft", "second draft"] and "final text" in page
 
 
 def test_manage_py_chatserver_serves_the_same_app(sqlite_template):
@@ -321,3 +344,27 @@ def test_ban_saved_in_the_admin_is_enforced_live(chat_server, clients):
     assert done.status_code == 302, done.text[:400]
     assert troll.wait_for("banned")["room"] == room
     assert troll.call("join", {"room": room})["error"]["code"] == "banned"
+
+
+def test_staff_edit_and_delete_any_message_at_any_time_and_accounts_own_theirs(start_server, clients):
+    server = start_server(CHAT_EDIT_WINDOW_SECS="1")
+    room = unique("room")
+    guest = clients(server.url).connect(name=unique("g"))
+    guest.join(room)
+    old = guest.send(room, "an old guest message")
+    staff_name, author_name = unique("staff"), unique("acct")
+    create_user(server, staff_name, "staff-password-9", staff=True)
+    create_user(server, author_name, "author-password-9")
+    staff = account_client(clients, server, staff_name, "staff-password-9")
+    author = account_client(clients, server, author_name, "author-password-9")
+    staff.join(room)
+    author.join(room)
+    own = author.send(room, "mine")
+    assert author.call("edit", {"room": room, "id": own["id"], "text": "mine, fixed"})["ok"]
+    time.sleep(1.5)  # past the window for everyone but staff
+    assert author.call("edit", {"room": room, "id": own["id"], "text": "late"})["error"]["code"] == "edit_window_closed"
+    edited = staff.call("edit", {"room": room, "id": old["id"], "text": "[removed by staff]"})["event"]
+    assert edited["user"] == staff_name
+    assert staff.call("delete", {"room": room, "id": own["id"]})["ok"]
+    assert [(m["id"], m["text"]) for m in guest.call("history", {"room": room})["messages"]] == [
+        (old["id"], "[removed by staff]")]

@@ -275,7 +275,8 @@ def test_admin_deletion_on_one_node_reaches_members_on_the_other(cluster, two_no
     a.wait_messages(room, 1)
     delete_in_admin(n1, room, doomed["id"])
     for member in (a, b):
-        assert member.wait_for("message_deleted") == {"room": room, "id": doomed["id"]}
+        assert member.wait_for("message_deleted") == {"room": room, "seq": doomed["id"] + 1, "kind": "delete",
+                                                      "id": doomed["id"]}
 
 
 def test_metrics_cover_the_node(cluster, two_nodes, clients):

@@ -16,6 +16,10 @@ def test_every_handled_and_emitted_event_has_a_section():
     handled = set(re.findall(r'@sio\.on\("(\w+)"\)', source("chat/events.py")))
     services = [str(path.relative_to(ROOT)) for path in sorted((ROOT / "chat" / "services").glob("*.py"))]
     emitted = set(re.findall(r'\.emit(?:_local)?\(\s*"(\w+)"', source(*services, "chat/server.py")))
+    kinds = re.findall(r'Kind\("(\w+)", "(\w+)"', source("chat/roomlog.py"))  # room events: (request, announce)
+    assert len(kinds) >= 5
+    handled |= {request for request, _ in kinds}
+    emitted |= {announce for _, announce in kinds}
     assert {"join", "send", "message", "presence", "welcome"} <= handled | emitted
     for event in handled | emitted:
         assert f"### `{event}`" in PROTOCOL, event

@@ -95,3 +95,30 @@ def test_room_list_is_the_most_active_rooms_and_is_bounded():
     persistence.create_room("empty")
     assert persistence.most_active_rooms(10) == ["busy", "quiet", "empty"]
     assert persistence.most_active_rooms(2) == ["busy", "quiet"]
+
+
+def test_the_commit_path_insert_covers_every_column_of_the_model():
+    """The fast path's INSERT is generated from Message: a column added to the model is
+    written (its default) without touching the SQL, and a value for no column is refused."""
+    model_columns = [f.attname for f in Message._meta.concrete_fields if not f.primary_key]
+    assert persistence.INSERT.columns == model_columns
+    assert persistence.INSERT.sql.count("%s") == len(model_columns)
+    with pytest.raises(TypeError):
+        persistence.INSERT.row(room_id=1, colour="red")
+    fill("r", 1)
+    via_fast_path = Message.objects.get(room__name="r", seq=1)
+    via_orm = Message(room=via_fast_path.room, seq=2, author="amy", text="m1", created_at=via_fast_path.created_at)
+    via_orm.save()
+    for name in model_columns:
+        if name != "seq":
+            assert getattr(via_fast_path, name) == getattr(via_orm, name), name
+
+
+def test_a_reply_stores_its_parent_and_counts_on_it():
+    parent = fill("r", 1)[0]
+    [reply] = persistence.commit_posts([Draft("r", "bob", None, "re", None, reply_to=parent["id"])])
+    assert reply.message["reply_to"] == {"id": parent["id"], "user": "amy", "excerpt": "m1", "replies": 1}
+    [bad] = persistence.commit_posts([Draft("r", "bob", None, "re", None, reply_to=99)])
+    assert isinstance(bad, ProtocolError) and bad.code == "message_not_found"
+    assert Room.objects.get(name="r").last_seq == 2  # a refused reply takes no number
+    assert persistence.messages_before("r", None, 5) == [{**parent, "replies": 1}, reply.message]

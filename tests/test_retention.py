@@ -15,7 +15,8 @@ from chat.models import Message, Room
 from chat.persistence import Draft
 from tests.serverproc import ROOT, base_env, migrate
 
-SUMMARY = re.compile(r"^deleted (\d+) messages in (\d+) batches \(created before (\S+), --older-than (\S+)\)$")
+SUMMARY = re.compile(r"^deleted (\d+) messages in (\d+) batches and (\d+) room events "
+                     r"\(created before (\S+), --older-than (\S+)\)$")
 
 
 def post(room, count, prefix="m"):
@@ -67,6 +68,27 @@ def test_only_old_messages_are_deleted_and_rooms_keep_their_ids():
     assert Room.objects.get(name="beta").last_seq == 4
     assert post("beta", 1) == [5]
     assert post("alpha", 1) == [9]
+
+
+@pytest.mark.django_db
+def test_old_room_events_and_reactions_go_with_old_messages():
+    """Reactions reference their message: the raw DELETE must remove them first (the
+    database does not cascade Django's foreign keys), and old room events go too."""
+    from chat import roomlog
+    from chat.models import Reaction, RoomEvent
+
+    ids = post("r", 2)
+    actor = roomlog.Actor("bob", None)
+    for message_id in ids:
+        roomlog.commit(roomlog.Change("react", "r", message_id, emoji="👍"), actor)
+    age("r", ids[:1], datetime.timedelta(days=31))
+    RoomEvent.objects.filter(message_seq=ids[0]).update(created_at=timezone.now() - datetime.timedelta(days=31))
+    line = purge("--older-than", "30d")
+    assert SUMMARY.match(line).group(3) == "1"
+    assert summary(line) == (1, 1)
+    assert remaining("r") == ids[1:]
+    assert list(Reaction.objects.values_list("message__seq", flat=True)) == ids[1:]
+    assert list(RoomEvent.objects.values_list("message_seq", flat=True)) == ids[1:]
 
 
 @pytest.mark.django_db

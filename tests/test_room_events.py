@@ -220,3 +220,22 @@ def random_change(rng, actors, room, ids, step):
         actor.call(event, {"room": room, "id": target, "emoji": rng.choice(["👍", "🎉", "😮"])})
     else:
         actor.call("set_topic", {"room": room, "topic": f"topic {step}"})
+
+
+def test_the_http_api_serves_the_current_state_like_history(chat_server, clients):
+    import requests
+
+    room, amy, bob = pair(clients, [chat_server.url, chat_server.url], "websocket")
+    first = amy.send(room, "first")
+    amy.send(room, "doomed")
+    changed(amy, "edit", {"room": room, "id": first["id"], "text": "first, edited"})
+    changed(bob, "react", {"room": room, "id": first["id"], "emoji": "🎉"})
+    changed(amy, "delete", {"room": room, "id": first["id"] + 1})
+    reply = bob.send(room, "re", reply_to=first["id"])
+    api = requests.get(f"{chat_server.url}/api/rooms/{room}/messages", timeout=5).json()["messages"]
+    socket_page = bob.call("history", {"room": room})["messages"]
+    assert [m["id"] for m in api] == [first["id"], reply["id"]]
+    assert socket_page[0]["reactions"] == [{"emoji": "🎉", "count": 1, "users": [bob.name], "me": True}]
+    assert api[0]["reactions"] == [{"emoji": "🎉", "count": 1, "users": [bob.name], "me": False}]
+    assert {**api[0], "reactions": None} == {**socket_page[0], "reactions": None}
+    assert api[0]["text"] == "first, edited" and api[0]["replies"] == 1

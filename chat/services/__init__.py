@@ -1,8 +1,9 @@
-"""What the chat does: connect, join, leave, post, history, typing, rooms, deletions, bans.
+"""What the chat does: connect, join, leave, post, room events (edits, deletions,
+reactions, topic), history, typing, rooms, bans.
 
-The only package that decides what clients are told. Room messages are broadcast only after
-their commit: the store's writer calls `messages_committed` once a batch is durable, and the
-bus carries them to every node's room feed. Presence, typing and deletion notices go out
+The only package that decides what clients are told. Room messages and room events are
+broadcast only after their commit: the store calls `messages_committed` once they are
+durable, and the bus carries them to every node's room feed. Presence and typing go out
 through the Socket.IO server (and so through the bus in a cluster).
 
 Who is online is kept twice, on purpose: `presence` (this process's connections, for fast

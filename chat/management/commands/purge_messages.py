@@ -1,6 +1,7 @@
 """`python manage.py purge_messages --older-than 30d`: the message retention job.
 
 This command owns deleting old chat messages, and nothing else. It removes `Message` rows
+(with their reactions) and room events (`RoomEvent`: edits, deletions, reactions, topics)
 whose `created_at` is older than now minus the given duration, in small batches by primary
 key: each batch selects up to `--batch-size` ids (ordered by id, `LIMIT`), then deletes
 `WHERE id IN (...)` in its own short transaction, so neither SQLite's single writer nor a
@@ -21,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from chat.models import Message
+from chat.models import Message, Reaction, RoomEvent
 
 DURATION_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -88,6 +89,15 @@ class Command(BaseCommand):
                               f"(created before {utc_text(cutoff)}, --older-than {older_than})")
             return
 
+        verbose = options.get("verbosity", 1) >= 2
+        deleted, batches = self._purge(old, "messages", batch_size, sleep_ms, verbose)
+        events, _ = self._purge(RoomEvent.objects.filter(created_at__lt=cutoff), "room events", batch_size,
+                                sleep_ms, verbose)
+        self.stdout.write(f"deleted {deleted} messages in {batches} batches and {events} room events "
+                          f"(created before {utc_text(cutoff)}, --older-than {older_than})")
+
+    def _purge(self, old, what, batch_size, sleep_ms, verbose):
+        """Delete the rows of `old` in batches by primary key; (rows deleted, batches)."""
         deleted = batches = 0
         after = 0  # keyset: ids below this were already purged (or are newer than the cutoff)
         while True:
@@ -95,23 +105,24 @@ class Command(BaseCommand):
                 ids = list(old.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch_size])
                 if not ids:
                     break
-                deleted += self._delete(ids)
+                if old.model is Message:  # the database does not cascade Django's foreign keys
+                    self._delete(Reaction, Reaction._meta.get_field("message").column, ids)
+                deleted += self._delete(old.model, old.model._meta.pk.column, ids)
             batches += 1
             after = ids[-1]
-            if options.get("verbosity", 1) >= 2:
-                self.stdout.write(f"batch {batches}: {len(ids)} messages, ids {ids[0]}..{ids[-1]}")
+            if verbose:
+                self.stdout.write(f"batch {batches}: {len(ids)} {what}, ids {ids[0]}..{ids[-1]}")
             if len(ids) < batch_size:
                 break
             if sleep_ms:
                 time.sleep(sleep_ms / 1000)
-        self.stdout.write(f"deleted {deleted} messages in {batches} batches "
-                          f"(created before {utc_text(cutoff)}, --older-than {older_than})")
+        return deleted, batches
 
     @staticmethod
-    def _delete(ids):
-        """DELETE ... WHERE id IN (ids); a raw statement so no row is loaded back."""
-        table = connection.ops.quote_name(Message._meta.db_table)
-        column = connection.ops.quote_name(Message._meta.pk.column)
+    def _delete(model, column, ids):
+        """DELETE ... WHERE column IN (ids); a raw statement so no row is loaded back."""
+        table = connection.ops.quote_name(model._meta.db_table)
+        column = connection.ops.quote_name(column)
         per_statement = connection.features.max_query_params or len(ids)
         count = 0
         with connection.cursor() as cursor:
