@@ -33,6 +33,7 @@ from chat import permissions, protocol
 from chat.models import Message, Reaction, Room, RoomEvent, wire_time
 from chat.protocol import ProtocolError
 
+MESSAGE_EVENT = "message"  # the socket event that delivers a new message
 TOPIC_MAX_CHARS = 250
 EMOJI_MAX_CHARS = 32  # the longest emoji ZWJ sequences are 10 or so code points
 
@@ -200,7 +201,7 @@ KINDS = {
 def announced_as(item):
     """The socket event that delivers a stream item: a Message (no `kind`) or an event."""
     kind = item.get("kind")
-    return "message" if kind is None else KINDS[kind].announce
+    return MESSAGE_EVENT if kind is None else KINDS[kind].announce
 
 
 def number(item):

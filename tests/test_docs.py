@@ -19,7 +19,8 @@ def test_every_handled_and_emitted_event_has_a_section():
     kinds = re.findall(r'Kind\("(\w+)", "(\w+)"', source("chat/roomlog.py"))  # room events: (request, announce)
     assert len(kinds) >= 5
     handled |= {request for request, _ in kinds}
-    emitted |= {announce for _, announce in kinds}
+    emitted |= {announce for _, announce in kinds} | set(re.findall(r'^MESSAGE_EVENT = "(\w+)"', source("chat/roomlog.py"),
+                                                                       re.MULTILINE))
     assert {"join", "send", "message", "presence", "welcome"} <= handled | emitted
     for event in handled | emitted:
         assert f"### `{event}`" in PROTOCOL, event
