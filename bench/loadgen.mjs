@@ -15,7 +15,7 @@
 //   {"cmd":"connect","at":EPOCH_MS}  -> {"event":"connected", ok, failed, errors, first, last}
 //   {"cmd":"join"}                   -> {"event":"joined", ok, failed, errors}
 //   {"cmd":"run","at":EPOCH_MS,"mode":"rate"|"closed","rate":PER_SEC,"duration":SECS,
-//    "drainMs":MS,"quietMs":MS,"tag":"w1"}
+//    "drainMs":MS,"quietMs":MS,"tag":"w1","mix":{"edit":0.05,"react":0.05}}
 //                                    -> {"event":"ran", sent, acked, deliveries, latency, ...}
 //   {"cmd":"status"}                 -> {"event":"status", open, connected, rss}
 //   {"cmd":"quit"}                   -> {"event":"bye"}, then exits
@@ -24,6 +24,19 @@
 // Timing: the text of each message is "t=<send time, ms since the epoch> p=<process index>
 // <padding>". A delivery's latency is measured when the sender ran in this same process, so
 // sender and receiver read the same clock; every delivery is counted either way.
+//
+// Room events (`mix`, default none): those shares of each client's requests are an `edit`
+// of its own last acked message (a new text of the same shape, so its `message_edited` has
+// a latency too) or a reaction toggle with the client's emoji (`unreact` of the message it
+// last reacted to, else `react` to the last message it received), all with acks; the rest
+// are `send`s. Client g's k-th request is an edit when (k + g) is a multiple of 1/edit; the
+// toggles come in pairs, a react and its unreact 3 requests later, one pair every 2/react
+// requests. The phases follow g, so every beat of a room has its shares, and every target
+// is a few seconds old at most. An edit or toggle with nothing to act on yet is a `send`.
+// `message`, `message_edited` and `reaction` deliveries count alike and share the order and
+// gap checks: a message's `id` and an event's `seq` are numbers of the room's one sequence.
+// An ok ack with `event: null` (nothing changed) is counted in `ackedNull`: it delivers
+// nothing.
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
@@ -42,6 +55,7 @@ const JOIN_CONCURRENCY = config.joinConcurrency ?? 100;
 const TIMEOUT_MS = config.timeoutMs ?? 15000;
 const PAD = "x".repeat(config.textPad ?? 40);
 const MAX_PENDING_PER_CLIENT = 64; // open-loop senders skip a beat past this many unanswered sends
+const EMOJI = ["👍", "🎉", "😂", "🔥"]; // client g reacts with EMOJI[g % 4]
 
 const ORIGIN = performance.timeOrigin;
 const now = () => ORIGIN + performance.now();
@@ -81,13 +95,32 @@ class Histogram {
 
 // -- per-run counters ------------------------------------------------------------------------
 let run = null; // the run in progress (counters), or null
-function freshRun(tag) {
+function freshRun(tag, mix) {
   return {
-    tag, sent: 0, acked: 0, ackedInWindow: 0, ackErrors: {}, skipped: 0, deliveries: 0, deliveriesInWindow: 0,
-    outOfOrder: 0, gaps: 0, firstSend: 0, lastSend: 0, lastDelivery: 0, windowStart: 0, windowEnd: 0,
-    latency: new Histogram(), ackLatency: new Histogram(),
+    tag, sent: 0, acked: 0, ackedInWindow: 0, ackedNull: 0, ackErrors: {}, skipped: 0, deliveries: 0,
+    deliveriesInWindow: 0, outOfOrder: 0, gaps: 0, firstSend: 0, lastSend: 0, lastDelivery: 0, windowStart: 0,
+    windowEnd: 0, latency: new Histogram(), ackLatency: new Histogram(),
+    editEvery: mix && mix.edit > 0 ? Math.round(1 / mix.edit) : 0,
+    reactCycle: mix && mix.react > 0 ? Math.round(2 / mix.react) : 0,
+    requests: { send: 0, edit: 0, react: 0, unreact: 0 }, kinds: { message: 0, message_edited: 0, reaction: 0 },
   };
 }
+
+// What client g's k-th request is: "edit", "react" (a toggle) or "send" (see `mix` above).
+function requestKind(r, g, k) {
+  if (r.editEvery && (k + g) % r.editEvery === 0) return "edit";
+  if (!r.reactCycle) return "send";
+  const slot = (k + g) % r.reactCycle;
+  const first = r.reactCycle >> 2;
+  return slot === first || slot === first + 3 ? "react" : "send";
+}
+
+function readInt(s, i) {
+  let n = 0;
+  for (let c = s.charCodeAt(i); c >= 48 && c <= 57; c = s.charCodeAt(++i)) n = n * 10 + (c - 48);
+  return n;
+}
+
 let stray = { deliveries: 0, other: 0, closed: 0, serverDisconnects: 0 };
 
 function say(fields) {
@@ -111,7 +144,12 @@ class Client {
     this.joined = false;
     this.ackSeq = 0;
     this.pending = new Map(); // ack id -> (frame, offset of the payload) => void
-    this.lastId = 0;
+    this.lastId = 0; // the highest number (message id, event seq) received from the room
+    this.lastMessageId = 0; // the last message received: what a `react` is about
+    this.ownId = 0; // the client's own last acked message: what an `edit` is about
+    this.reacted = []; // messages the client reacted to (acked), oldest first
+    this.emoji = EMOJI[g % EMOJI.length];
+    this.requestSeq = 0;
     this.sendSeq = 0;
     this.onConnect = null; // (ok, error) => void while connecting
   }
@@ -121,7 +159,9 @@ class Client {
     if (c0 === 52) { // "4": a Socket.IO packet
       const c1 = s.charCodeAt(1);
       if (c1 === 50) { // "2": EVENT
-        if (s.startsWith('42["message",')) this.delivery(s);
+        if (s.startsWith('42["message",')) this.delivery(s, "message", '"id":');
+        else if (s.startsWith('42["message_edited",')) this.delivery(s, "message_edited", '"seq":');
+        else if (s.startsWith('42["reaction",')) this.delivery(s, "reaction", '"seq":');
         else if (!s.startsWith('42["welcome"')) stray.other += 1; // presence and the like
       } else if (c1 === 51) { // "3": ACK <id>[...]
         let i = 2;
@@ -152,7 +192,8 @@ class Client {
     }
   }
 
-  delivery(s) {
+  // A `message` or a room event; `key` is where its number is: "id": or "seq":.
+  delivery(s, kind, key) {
     const at = now();
     const r = run;
     if (r === null) {
@@ -160,29 +201,24 @@ class Client {
       return;
     }
     r.deliveries += 1;
+    r.kinds[kind] += 1;
     if (at >= r.windowStart && at <= r.windowEnd) r.deliveriesInWindow += 1;
     r.lastDelivery = at;
-    const idAt = s.indexOf('"id":');
-    if (idAt > 0) {
-      let id = 0;
-      let i = idAt + 5;
-      for (let c = s.charCodeAt(i); c >= 48 && c <= 57; c = s.charCodeAt(++i)) id = id * 10 + (c - 48);
-      if (id <= this.lastId) r.outOfOrder += 1;
+    const numberAt = s.indexOf(key);
+    if (numberAt > 0) {
+      const number = readInt(s, numberAt + key.length);
+      if (number <= this.lastId) r.outOfOrder += 1;
       else {
-        if (this.lastId > 0 && id !== this.lastId + 1) r.gaps += 1;
-        this.lastId = id;
+        if (this.lastId > 0 && number !== this.lastId + 1) r.gaps += 1;
+        this.lastId = number;
       }
+      if (kind === "message") this.lastMessageId = number;
     }
     const textAt = s.indexOf('"text":"t=');
     if (textAt > 0) {
       const sentAt = parseFloat(s.substr(textAt + 10, 24));
       const procAt = s.indexOf(" p=", textAt + 10);
-      if (procAt > 0 && procAt < textAt + 40) {
-        let proc = 0;
-        let i = procAt + 3;
-        for (let c = s.charCodeAt(i); c >= 48 && c <= 57; c = s.charCodeAt(++i)) proc = proc * 10 + (c - 48);
-        if (proc === INDEX) r.latency.add(at - sentAt);
-      }
+      if (procAt > 0 && procAt < textAt + 40 && readInt(s, procAt + 3) === INDEX) r.latency.add(at - sentAt);
     }
   }
 
@@ -248,25 +284,14 @@ class Client {
       return;
     }
     const sentAt = now();
-    this.sendSeq += 1;
     const text = `t=${sentAt.toFixed(3)} p=${INDEX} ${PAD}`;
-    const nonce = `${this.name}-${r.tag}-${this.sendSeq}`;
-    this.call("send", { room: this.room, text, nonce }, (s, i) => {
+    const [event, payload] = this.request(requestKind(r, this.g, this.requestSeq++), text, r.tag);
+    r.requests[event] += 1;
+    this.call(event, payload, (s, i) => {
       const at = now();
-      let refused = false;
-      if (s.startsWith('[{"ok":true', i)) {
-        r.acked += 1;
-        if (at <= r.windowEnd) r.ackedInWindow += 1;
-        r.ackLatency.add(at - sentAt);
-      } else {
-        refused = true;
-        let code = "bad_ack";
-        try {
-          const reply = JSON.parse(s.slice(i))[0];
-          code = (reply && reply.error && reply.error.code) || code;
-        } catch { /* keep bad_ack */ }
-        r.ackErrors[code] = (r.ackErrors[code] || 0) + 1;
-      }
+      const refused = !s.startsWith('[{"ok":true', i);
+      if (refused) this.refused(r, event, s, i);
+      else this.acked(r, event, payload, s, i, at, at - sentAt);
       if (closedLoop && at < r.windowEnd) {
         if (!refused) this.send(r, true);
         else setTimeout(() => this.send(r, true), 10); // refused (busy): back off a little
@@ -275,6 +300,37 @@ class Client {
     if (r.firstSend === 0) r.firstSend = sentAt;
     r.lastSend = sentAt;
     r.sent += 1;
+  }
+
+  // The request of the kind requestKind chose, or a `send` while there is nothing to act on.
+  request(kind, text, tag) {
+    const room = this.room;
+    if (kind === "edit" && this.ownId) return ["edit", { room, id: this.ownId, text }];
+    if (kind === "react" && this.reacted.length) {
+      return ["unreact", { room, id: this.reacted.shift(), emoji: this.emoji }];
+    }
+    if (kind === "react" && this.lastMessageId) return ["react", { room, id: this.lastMessageId, emoji: this.emoji }];
+    this.sendSeq += 1;
+    return ["send", { room, text, nonce: `${this.name}-${tag}-${this.sendSeq}` }];
+  }
+
+  acked(r, event, payload, s, i, at, latency) {
+    r.acked += 1;
+    if (at <= r.windowEnd) r.ackedInWindow += 1;
+    r.ackLatency.add(latency);
+    if (s.startsWith('[{"ok":true,"event":null', i)) r.ackedNull += 1;
+    else if (event === "send") this.ownId = readInt(s, s.indexOf('"id":', i) + 5);
+    else if (event === "react") this.reacted.push(payload.id);
+  }
+
+  refused(r, event, s, i) {
+    let code = "bad_ack";
+    try {
+      const reply = JSON.parse(s.slice(i))[0];
+      code = (reply && reply.error && reply.error.code) || code;
+    } catch { /* keep bad_ack */ }
+    const key = event === "send" ? code : `${event}:${code}`;
+    r.ackErrors[key] = (r.ackErrors[key] || 0) + 1;
   }
 }
 
@@ -349,7 +405,7 @@ function pendingTotal() {
 async function doRun(cmd) {
   const start = cmd.at || now() + 50;
   const durationMs = cmd.duration * 1000;
-  const r = freshRun(cmd.tag || "run");
+  const r = freshRun(cmd.tag || "run", cmd.mix);
   r.windowStart = start;
   r.windowEnd = start + durationMs;
   const senders = clients.filter((c) => c.joined && c.connected);
@@ -388,7 +444,8 @@ async function doRun(cmd) {
   const pendingLeft = pendingTotal();
   for (const c of senders) c.pending.clear(); // late acks of this run are ignored
   say({
-    event: "ran", tag: r.tag, senders: senders.length, sent: r.sent, acked: r.acked, ackedInWindow: r.ackedInWindow, ackErrors: r.ackErrors,
+    event: "ran", tag: r.tag, senders: senders.length, sent: r.sent, acked: r.acked, ackedInWindow: r.ackedInWindow,
+    ackedNull: r.ackedNull, ackErrors: r.ackErrors, requests: r.requests, kinds: r.kinds,
     skipped: r.skipped, pendingLeft, deliveries: r.deliveries, deliveriesInWindow: r.deliveriesInWindow,
     outOfOrder: r.outOfOrder, gaps: r.gaps, windowStart: r.windowStart, windowEnd: r.windowEnd,
     firstSend: r.firstSend, lastSend: r.lastSend, lastDelivery: r.lastDelivery, finished: now(),

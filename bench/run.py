@@ -461,7 +461,8 @@ def join_clients(gens, spec):
 
 def run_traffic(gens, spec, tag, duration, drain_ms):
     cmd = {"cmd": "run", "at": epoch_ms() + 300, "mode": spec["mode"], "rate": spec.get("rate", 1),
-           "duration": duration, "drainMs": drain_ms, "quietMs": spec.get("quiet_ms", 500), "tag": tag}
+           "duration": duration, "drainMs": drain_ms, "quietMs": spec.get("quiet_ms", 500), "tag": tag,
+           "mix": {"edit": spec.get("edit_share", 0), "react": spec.get("react_share", 0)}}
     return gens.command(cmd, "ran", timeout=duration + drain_ms / 1000 + 60)
 
 
@@ -491,10 +492,8 @@ def measure_traffic(bench, deployment, spec):
             raise BenchError("a server process died during the run")
     wall = wall1 - wall0
     total = lambda key: sum(a[key] for a in answers)  # noqa: E731
-    ack_errors = {}
-    for a in answers:
-        for code, n in a["ackErrors"].items():
-            ack_errors[code] = ack_errors.get(code, 0) + n
+    ack_errors = add_counts(a["ackErrors"] for a in answers)
+    announced = total("acked") - total("ackedNull")  # acks with a message or an event: each reaches the room
     room_size = spec["clients"] / spec["rooms"]
     deliveries = total("deliveries")
     server_cpu = cpu1 - cpu0
@@ -504,10 +503,12 @@ def measure_traffic(bench, deployment, spec):
     result.update({
         "duration_s": spec["duration"], "measured_wall_s": wall,
         "sent": total("sent"), "acked": total("acked"), "acked_in_window": total("ackedInWindow"),
+        "acked_no_event": total("ackedNull"), "requests": add_counts(a["requests"] for a in answers),
         "ack_errors": ack_errors, "skipped_sends": total("skipped"), "pending_acks_left": total("pendingLeft"),
         "deliveries": deliveries, "deliveries_in_window": total("deliveriesInWindow"),
-        "expected_deliveries": total("acked") * room_size,
-        "delivery_ratio": deliveries / (total("acked") * room_size) if total("acked") else None,
+        "deliveries_by_kind": add_counts(a["kinds"] for a in answers),
+        "expected_deliveries": announced * room_size,
+        "delivery_ratio": deliveries / (announced * room_size) if announced else None,
         "out_of_order": total("outOfOrder"), "gaps": total("gaps"),
         "sockets_closed_by_server": total("closed"),
         "deliveries_per_s": total("deliveriesInWindow") / spec["duration"],
@@ -522,6 +523,15 @@ def measure_traffic(bench, deployment, spec):
         "loadavg_after": loadavg(),
     })
     return result
+
+
+def add_counts(dicts):
+    """{"a": 1} + {"a": 2, "b": 1} -> {"a": 3, "b": 1}"""
+    out = {}
+    for counts in dicts:
+        for key, n in counts.items():
+            out[key] = out.get(key, 0) + n
+    return out
 
 
 def start_profilers(bench, deployment, run_id, seconds):
@@ -618,6 +628,7 @@ def specs(smoke, procs):
             4: dict(common, clients=200, settle=0.5),
             5: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=1),
             6: dict(common, clients=10, rooms=2, mode="closed", duration=1),
+            7: dict(common, clients=10, rooms=1, mode="rate", rate=4, duration=1, edit_share=0.1, react_share=0.1),
         }
     return {
         1: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10),
@@ -626,6 +637,7 @@ def specs(smoke, procs):
         4: dict(common, clients=10000, settle=3),
         5: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10),
         6: dict(common, clients=200, rooms=20, mode="closed", duration=10),
+        7: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10, edit_share=0.05, react_share=0.05),
     }
 
 
@@ -672,6 +684,12 @@ SCENARIOS = {
                  "acked (committed) messages/s",
         "targets": ["ours", "reference", "ours-pg"], "measure": measure_traffic,
         "rows": None},  # built in table_rows: SQLite and PostgreSQL against the in-memory reference
+    7: {"name": "fan-out-events", "title": "7 fan-out, 10% edits/reactions",
+        "about": "scenario 1 where some requests are edits of the sender's own last message or react/unreact "
+                 "toggles instead of sends (5% each in the full run); messages, edits and reactions are "
+                 "deliveries alike, in one order",
+        "targets": ["ours", "reference"], "measure": measure_traffic,
+        "rows": TRAFFIC_ROWS + [("delivered / expected", "delivery_ratio", "{:.3f}")] + LOADGEN_ROW},
 }
 
 
@@ -747,11 +765,22 @@ def brief(result):
             f"server CPU {result['server_cpu_pct']:.0f}% "
             f"({result['server_cpu_us_per_delivery'] or 0:.1f} µs/delivery), "
             f"loadgen CPU {result['loadgen_cpu_pct_max']:.0f}% max"
+            + requests_brief(result)
             + (f", ack errors {result['ack_errors']}" if result["ack_errors"] else "")
             + (f", {result['sockets_closed_by_server']} sockets closed by the server"
                if result["sockets_closed_by_server"] else "")
             + (f", {result['out_of_order']} out of order, {result['gaps']} gaps"
                if result["out_of_order"] or result["gaps"] else ""))
+
+
+def requests_brief(result):
+    """The mix of requests when it is not only sends: ", requests: 1,800 send, 100 edit, ..."."""
+    requests = result["requests"]
+    if not any(n for kind, n in requests.items() if kind != "send"):
+        return ""
+    counts = ", ".join(f"{n:,} {kind}" for kind, n in requests.items())
+    no_event = result["acked_no_event"]
+    return f", requests: {counts}" + (f" ({no_event} acked without event)" if no_event else "")
 
 
 def fmt_ms(value):
@@ -850,6 +879,8 @@ def markdown(rows, results, info):
             bits.append(f"{p['rooms']} room(s)")
         if "duration" in p:
             bits.append(f"{p['duration']} s window" + (f" after {p['warmup']} s warm-up" if p.get("warmup") else ""))
+        if p.get("edit_share") or p.get("react_share"):
+            bits.append(f"{p.get('edit_share', 0):.0%} edits and {p.get('react_share', 0):.0%} reaction toggles")
         params.append(f"- scenario {number} ({outcome['name']}): {', '.join(bits)}; {outcome['about']}")
     return "\n".join([header, "", *lines, "", *params, *([""] + notes if notes else [])]) + "\n"
 
@@ -925,9 +956,9 @@ def write_atomic(path, text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Benchmark the chat server against a Node.js Socket.IO reference.")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6",
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7",
                         help="comma-separated scenario numbers (1 fan-out, 2 saturation, 3 many rooms, 4 idle, "
-                             "5 cluster, 6 persistence); default all")
+                             "5 cluster, 6 persistence, 7 fan-out with edits and reactions); default all")
     parser.add_argument("--rounds", type=int, default=None, help="A/B rounds per scenario (default 2; 1 with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that everything runs, in seconds")
     parser.add_argument("--out", default=str(BENCH / "results"), help="folder of the .json and .md results")
@@ -947,7 +978,7 @@ def parse_args(argv):
         parser.error("--scenarios takes numbers like 1,3")
     unknown = [n for n in args.scenario_list if n not in SCENARIOS]
     if unknown or not args.scenario_list:
-        parser.error(f"unknown scenario(s) {unknown}; choose from 1-6")
+        parser.error(f"unknown scenario(s) {unknown}; choose from 1-{max(SCENARIOS)}")
     if args.rounds is None:
         args.rounds = 1 if args.smoke else 2
     if not 1 <= args.rounds <= 20:

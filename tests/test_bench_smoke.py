@@ -15,7 +15,7 @@ import pytest
 from tests.needs import in_ci, missing
 from tests.serverproc import ROOT
 
-SCENARIOS = {"1", "2", "3", "4", "5", "6"}
+SCENARIOS = {"1", "2", "3", "4", "5", "6", "7"}
 TIMEOUT_SECS = 75  # plus up to 12 s for a clean stop: under 90 s in all
 
 

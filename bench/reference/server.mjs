@@ -10,9 +10,17 @@
 //   CHAT_MAX_MEMBERS_LISTED), count};
 // - `leave` {room} -> ack {ok};
 // - `send` {room, text, nonce?} -> `message` {id, room, user, text, ts} to the room, sender
-//   included, then ack {ok, message}; ids are per-room counters; a repeated nonce (same
-//   room and name) is answered with the original message and not broadcast again;
-// - history kept in memory, at most 1000 messages per room.
+//   included, then ack {ok, message}; a repeated nonce (same room and name) is answered
+//   with the original message and not broadcast again;
+// - `edit` {room, id, text} of one's own message (within the edit window) -> `message_edited`
+//   {room, seq, kind: "edit", id, text, edited_at, user} to the room, then ack {ok, event};
+// - `react` / `unreact` {room, id, emoji} -> `reaction` {room, seq, kind, id, emoji, user,
+//   count, users (first 5)} to the room, then ack {ok, event}; per message at most 20 emoji,
+//   per person 10; the emoji check is rough (one pictographic character and its modifiers);
+// - nothing changed (same text, reaction already there or not there): ack {ok, event: null};
+// - one sequence per room: a message's id and an event's seq are its next number;
+// - history kept in memory, at most 1000 messages per room, edited text included (reactions
+//   are not listed in history; no `delete`, `set_topic` nor `join {since}`).
 // Logs `listening on http://HOST:PORT` once it accepts connections; stops on SIGTERM/SIGINT.
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -25,6 +33,11 @@ const MEMBERS_LISTED = Number(process.env.CHAT_MAX_MEMBERS_LISTED || 500);
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[a-z0-9_-]{1,64}$/;
 const NONCE_MAX = 64;
+const EDIT_WINDOW_MS = 900 * 1000;
+const REACTIONS_PER_MESSAGE = 20;
+const REACTIONS_PER_USER = 10;
+const REACTION_USERS_LISTED = 5;
+const EMOJI_RE = /^\p{Extended_Pictographic}[\p{Emoji_Modifier}\p{Extended_Pictographic}\u200d\ufe0f]{0,31}$/u;
 
 function option(flag, fallback) {
   const at = process.argv.indexOf(flag);
@@ -37,8 +50,9 @@ const port = Number(option("--port", "0"));
 class Room {
   constructor(name) {
     this.name = name;
-    this.lastId = 0;
+    this.lastId = 0; // the room's one sequence: message ids and event seqs
     this.history = []; // newest last, at most HISTORY_KEPT
+    this.kept = new Map(); // id -> {message, author, at, reactions: Map emoji -> Set of names}
     this.members = new Set(); // names
     this.nonces = new Map(); // "name\nnonce" -> message, in insertion order, bounded
   }
@@ -62,6 +76,88 @@ function isoMicros(date) {
 
 function replyTo(ack) {
   return typeof ack === "function" ? ack : () => {};
+}
+
+// The text of a send or edit, or the failure to answer.
+function checkText(value) {
+  if (typeof value !== "string") return failure("invalid_text", "text must be a string");
+  const text = value.trim();
+  if (!text) return failure("invalid_text", "text is empty");
+  if (text.length > MAX_MESSAGE) return failure("text_too_long", `at most ${MAX_MESSAGE} characters`);
+  return text;
+}
+
+// The room and kept message an edit or reaction is about, or the failure to answer.
+function target(socket, data) {
+  if (!isObject(data)) return failure("invalid_payload", "payload must be an object");
+  if (typeof data.room !== "string" || !ROOM_RE.test(data.room)) {
+    return failure("invalid_room", "room names are 1-64 of a-z 0-9 _ -");
+  }
+  if (!Number.isSafeInteger(data.id) || data.id < 0) return failure("invalid_payload", "id must be an integer");
+  if (!socket.data.rooms.has(data.room)) return failure("not_member", `join ${data.room} first`);
+  const room = rooms.get(data.room);
+  const kept = room.kept.get(data.id);
+  if (!kept) return failure("message_not_found", `no message ${data.id} in ${data.room}`);
+  return { room, kept };
+}
+
+// The room's next number for an event, announced to the room before the ack.
+function announce(room, name, kind, fields) {
+  room.lastId += 1;
+  const event = { room: room.name, seq: room.lastId, kind, ...fields };
+  io.to(room.name).emit(name, event);
+  return { ok: true, event };
+}
+
+function keep(room, message, author) {
+  room.history.push(message);
+  room.kept.set(message.id, { message, author, at: Date.now(), reactions: new Map() });
+  while (room.history.length > HISTORY_KEPT) room.kept.delete(room.history.shift().id);
+}
+
+function edit(socket, data) {
+  const found = target(socket, data);
+  if (found.ok === false) return found;
+  const text = checkText(data.text);
+  if (typeof text !== "string") return text;
+  const { room, kept } = found;
+  const name = socket.data.name;
+  if (kept.author !== name) return failure("forbidden", "only its author or staff may change this message");
+  if (Date.now() - kept.at > EDIT_WINDOW_MS) return failure("edit_window_closed", "too late to change it");
+  if (kept.message.text === text) return { ok: true, event: null };
+  kept.message.text = text;
+  kept.message.edited_at = isoMicros(new Date());
+  const fields = { id: kept.message.id, text, edited_at: kept.message.edited_at, user: name };
+  return announce(room, "message_edited", "edit", fields);
+}
+
+function tooManyReactions(kept, name, emoji) {
+  if (!kept.reactions.has(emoji) && kept.reactions.size >= REACTIONS_PER_MESSAGE) return true;
+  let mine = 0;
+  for (const users of kept.reactions.values()) if (users.has(name)) mine += 1;
+  return mine >= REACTIONS_PER_USER;
+}
+
+function reaction(socket, data, kind) {
+  const found = target(socket, data);
+  if (found.ok === false) return found;
+  const emoji = data.emoji;
+  if (typeof emoji !== "string" || !EMOJI_RE.test(emoji)) {
+    return failure("invalid_emoji", "emoji must be exactly one emoji");
+  }
+  const { room, kept } = found;
+  const name = socket.data.name;
+  const users = kept.reactions.get(emoji) || new Set();
+  if (users.has(name) === (kind === "react")) return { ok: true, event: null };
+  if (kind === "react") {
+    if (tooManyReactions(kept, name, emoji)) return failure("too_many_reactions", "too many reactions");
+    kept.reactions.set(emoji, users.add(name));
+  } else {
+    users.delete(name);
+    if (!users.size) kept.reactions.delete(emoji);
+  }
+  const listed = Array.from(users).slice(0, REACTION_USERS_LISTED);
+  return announce(room, "reaction", kind, { id: kept.message.id, emoji, user: name, count: users.size, users: listed });
 }
 
 const http = createServer((req, res) => {
@@ -155,10 +251,8 @@ io.on("connection", (socket) => {
     if (typeof roomName !== "string" || !ROOM_RE.test(roomName)) {
       return reply(failure("invalid_room", "room names are 1-64 of a-z 0-9 _ -"));
     }
-    if (typeof data.text !== "string") return reply(failure("invalid_text", "text must be a string"));
-    const text = data.text.trim();
-    if (!text) return reply(failure("invalid_text", "text is empty"));
-    if (text.length > MAX_MESSAGE) return reply(failure("text_too_long", `at most ${MAX_MESSAGE} characters`));
+    const text = checkText(data.text);
+    if (typeof text !== "string") return reply(text);
     const nonce = data.nonce;
     if (nonce !== undefined && (typeof nonce !== "string" || nonce.length < 1 || nonce.length > NONCE_MAX)) {
       return reply(failure("invalid_payload", "nonce must be a string of 1-64 characters"));
@@ -172,8 +266,7 @@ io.on("connection", (socket) => {
     }
     room.lastId += 1;
     const message = { id: room.lastId, room: roomName, user: name, text, ts: isoMicros(new Date()) };
-    room.history.push(message);
-    if (room.history.length > HISTORY_KEPT) room.history.splice(0, room.history.length - HISTORY_KEPT);
+    keep(room, message, name);
     if (nonceKey !== null) {
       room.nonces.set(nonceKey, message);
       if (room.nonces.size > HISTORY_KEPT) room.nonces.delete(room.nonces.keys().next().value);
@@ -182,8 +275,12 @@ io.on("connection", (socket) => {
     reply({ ok: true, message });
   });
 
+  socket.on("edit", (data, ack) => replyTo(ack)(edit(socket, data)));
+  socket.on("react", (data, ack) => replyTo(ack)(reaction(socket, data, "react")));
+  socket.on("unreact", (data, ack) => replyTo(ack)(reaction(socket, data, "unreact")));
+
   socket.onAny((event, ...args) => {
-    if (["join", "leave", "send"].includes(event)) return;
+    if (["join", "leave", "send", "edit", "react", "unreact"].includes(event)) return;
     const ack = args[args.length - 1];
     if (typeof ack === "function") ack(failure("unknown_event", `unknown event '${String(event).slice(0, 64)}'`));
   });

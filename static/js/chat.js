@@ -305,7 +305,11 @@
       disconnected: $('disconnected-actions'),
       noticeText: $('notice-text'),
       reconnect: $('reconnect'),
-      changeName: $('change-name')
+      changeName: $('change-name'),
+      topic: $('topic'),
+      replyBar: $('reply-bar'),
+      replyText: $('reply-text'),
+      replyCancel: $('reply-cancel')
     };
 
     var myName = loggedInUser || storedName();
@@ -315,9 +319,14 @@
     var tokenRetried = false;
     var kickedNotice = '';
 
-    var seenIds = new Set();      // every message id ever shown in this room
-    var resumeId = 0;             // the resume point (docs/PROTOCOL.md): highest id of the room's stream
-    var minId = Infinity;
+    if (!window.ChatMessageState || !window.ChatMessageView) {
+      setStatus('disconnected');
+      setError('The chat client could not be loaded. Please reload the page.', 'conn');
+      return;
+    }
+    // Messages and room events, applied by number (messagestate.js), drawn by messageview.js.
+    var msgState = window.ChatMessageState.create({ room: room, myName: function () { return myName; } });
+    var view = null;              // created below, once the helpers it is given exist
     var hasMore = true;           // older history may exist
     var loadingOlder = false;
 
@@ -399,103 +408,48 @@
       els.jump.hidden = true;
     }
 
-    function renderMessage(m, id) {
-      var li = el('li', 'message');
-      li.dataset.id = String(id);
-      var user = String(m.user === undefined || m.user === null ? '' : m.user);
-      li.dataset.user = user;
-      if (user && user === myName) li.classList.add('mine');
-
-      var meta = el('div', 'message-meta');
-      meta.appendChild(el('span', 'message-user', user));
-      if (m.account === true) {   // a guest `amy` is not the account `amy` (docs/PROTOCOL.md)
-        li.classList.add('by-account');
-        var badge = el('span', 'message-account', 'account');
-        badge.title = 'a registered account (guests have no badge)';
-        meta.appendChild(badge);
-      }
-      var t = formatTime(m.ts);
-      var time = el('time', 'message-time', t.short);
-      if (typeof m.ts === 'string') time.dateTime = m.ts;
-      if (t.full) time.title = t.full;
-      meta.appendChild(time);
-      li.appendChild(meta);
-
-      var body = el('div', 'message-text');
-      body.appendChild(renderText(m.text));
-      li.appendChild(body);
-      return li;
+    // Applies a list of changes from msgState to the page; returns them.
+    function show(changes) {
+      view.apply(changes);
+      return changes;
     }
 
-    // Inserts a message in id order; returns false for duplicates / junk.
-    function insertMessage(m) {
-      if (!m || typeof m !== 'object') return false;
-      if (m.room !== undefined && m.room !== room) return false;
-      var id = Number(m.id);
-      if (!Number.isFinite(id) || seenIds.has(id)) return false;
-      seenIds.add(id);
-      if (id < minId) minId = id;
-
-      var node = renderMessage(m, id);
-      var list = els.messages;
-      var last = list.lastElementChild;
-      var first = list.firstElementChild;
-      if (!last || Number(last.dataset.id) < id) {
-        list.appendChild(node);
-      } else if (Number(first.dataset.id) > id) {
-        list.insertBefore(node, first);
-      } else {
-        var ref = last;
-        while (ref.previousElementSibling && Number(ref.previousElementSibling.dataset.id) > id) {
-          ref = ref.previousElementSibling;
+    // An edit, delete, react or unreact: errors go to the banner, done(ack) or done(null).
+    function request(event, payload, done) {
+      if (!socket || !socket.connected || !joined) {
+        setError('You are not connected; please try again in a moment.', 'action');
+        done(null);
+        return;
+      }
+      socket.timeout(ACK_TIMEOUT).emit(event, Object.assign({ room: room }, payload), function (err, res) {
+        if (err || !res || !res.ok) {
+          setError(err ? 'The server did not answer; please try again.' : errorText(res, 'That did not work.'), 'action');
+          done(null);
+          return;
         }
-        list.insertBefore(node, ref);
-      }
-      return true;
-    }
-
-    // Only join history and live `message` events arrive in the room's gapless stream;
-    // a send ack can be ahead of it in a cluster, so it never moves the resume point.
-    function noteStreamed(m) {
-      if (!m || typeof m !== 'object' || (m.room !== undefined && m.room !== room)) return;
-      var id = Number(m.id);
-      if (Number.isFinite(id) && id > resumeId) resumeId = id;
-    }
-
-    function removeMessage(id) {
-      id = Number(id);
-      if (!Number.isFinite(id)) return;
-      seenIds.add(id);   // never show it again, even if a stale copy arrives
-      var nodes = els.messages.children;
-      for (var i = 0; i < nodes.length; i++) {
-        if (Number(nodes[i].dataset.id) === id) {
-          nodes[i].remove();
-          break;
-        }
-      }
-      updateHistoryState();
+        clearError('action');
+        done(res);
+      });
     }
 
     function markMine() {
-      var nodes = els.messages.children;
-      for (var i = 0; i < nodes.length; i++) {
-        nodes[i].classList.toggle('mine', !!myName && nodes[i].dataset.user === myName);
-      }
+      if (view) view.setMine();
       renderMembers();
     }
 
     function updateHistoryState() {
       var text = '';
       if (loadingOlder) text = 'Loading older messages…';
-      else if (!els.messages.firstElementChild && !hasMore && joined) text = 'No messages yet. Say hello!';
-      else if (!hasMore && els.messages.firstElementChild) text = 'This is the beginning of #' + room + '.';
+      else if (!msgState.size() && !hasMore && joined) text = 'No messages yet. Say hello!';
+      else if (!hasMore && msgState.size()) text = 'This is the beginning of #' + room + '.';
       els.historyState.textContent = text;
       els.historyState.hidden = !text;
     }
 
     function loadOlder() {
       if (loadingOlder || !hasMore || !joined || !socket || !socket.connected) return;
-      if (!Number.isFinite(minId)) { hasMore = false; updateHistoryState(); return; }
+      var minId = msgState.minId();
+      if (minId === null) { hasMore = false; updateHistoryState(); return; }
       loadingOlder = true;
       updateHistoryState();
       socket.timeout(ACK_TIMEOUT).emit('history',
@@ -512,7 +466,7 @@
           var msgs = Array.isArray(res.messages) ? res.messages : [];
           var s = els.scroller;
           var fromBottom = s.scrollHeight - s.scrollTop;
-          msgs.forEach(insertMessage);
+          show([].concat.apply([], msgs.map(msgState.insertCurrent)));
           if (msgs.length < HISTORY_LIMIT) hasMore = false;
           updateHistoryState();
           s.scrollTop = s.scrollHeight - fromBottom;   // keep the view where it was
@@ -678,8 +632,9 @@
       item.sending = true;
       item.attempts += 1;
       // The nonce stays the same across retries so the server can de-duplicate.
-      socket.timeout(ACK_TIMEOUT).emit('send',
-        { room: room, text: item.text, nonce: item.nonce },
+      var payload = { room: room, text: item.text, nonce: item.nonce };
+      if (item.replyTo !== null) payload.reply_to = item.replyTo;
+      socket.timeout(ACK_TIMEOUT).emit('send', payload,
         function (err, res) {
           item.sending = false;
           if (outbox.indexOf(item) < 0) return;
@@ -692,7 +647,7 @@
             var near = isNearBottom();
             dropPending(item);
             clearError('send');
-            if (res.message) insertMessage(res.message);
+            if (res.message) show(msgState.applyAck(res.message));
             if (near) scrollToBottom();
             return;
           }
@@ -703,7 +658,10 @@
           }
           dropPending(item);
           setError(errorText(res, 'Your message could not be sent.'), 'send');
-          if (!els.text.value) els.text.value = item.text;
+          if (!els.text.value) {
+            els.text.value = item.text;
+            if (item.replyTo !== null) view.startReply(item.replyTo);
+          }
         });
     }
 
@@ -735,7 +693,8 @@
       }
       clearError('send');
       stopTyping();
-      var item = { nonce: newNonce(), text: text, attempts: 0, sending: false, failed: false };
+      var item = { nonce: newNonce(), text: text, attempts: 0, sending: false, failed: false,
+        replyTo: view.takeReply() };
       outbox.push(item);
       renderPending(item);
       els.text.value = '';
@@ -768,7 +727,7 @@
 
     function join() {
       var payload = { room: room };
-      if (resumeId > 0) payload.since = resumeId;
+      if (msgState.resume > 0) payload.since = msgState.resume;
       var sock = socket;
       sock.timeout(ACK_TIMEOUT).emit('join', payload, function (err, res) {
         if (sock !== socket || !sock.connected) return;
@@ -781,20 +740,16 @@
           return;
         }
         clearError('join');
-        var wasEmpty = !els.messages.firstElementChild;
+        var wasEmpty = !msgState.size();
         var near = isNearBottom();
-        var history = Array.isArray(res.history) ? res.history : [];
-        var added = 0;
-        history.forEach(function (m) {
-          noteStreamed(m);
-          if (insertMessage(m)) added += 1;
-        });
+        var before = msgState.resume;
+        var added = window.ChatMessageState.inserted(show(msgState.applyJoin(res, 'since' in payload)));
         if (Array.isArray(res.members)) setMembers(res.members, res.count);
-        if (!els.messages.firstElementChild) hasMore = false;
-        if (res.truncated && history.length) {
-          // More messages are waiting after the newest one we got.
-          join();
-          return;
+        if (!msgState.size()) hasMore = false;
+        if (res.truncated) {
+          // More is waiting after this page: ask again from the highest number it covers.
+          msgState.noteResume(res.next);
+          if (msgState.resume > before) { join(); return; }
         }
         joined = true;
         if (wasEmpty || near) scrollToBottom();
@@ -894,21 +849,19 @@
         showDisconnected('Could not reconnect to the server.');
       });
 
-      socket.on('message', function (m) {
-        if (!forThisRoom(m)) return;
-        noteStreamed(m);
-        var near = isNearBottom();
-        if (!insertMessage(m)) return;
-        clearTyper(String(m.user));
-        renderTyping();
-        updateHistoryState();
-        if (near || m.user === myName) scrollToBottom();
-        else els.jump.hidden = false;
-      });
-
-      socket.on('message_deleted', function (data) {
-        if (!forThisRoom(data)) return;
-        removeMessage(data.id);
+      window.ChatMessageState.LIVE_EVENTS.forEach(function (name) {
+        socket.on(name, function (data) {
+          if (!forThisRoom(data)) return;
+          var near = isNearBottom();
+          var changes = show(msgState.applyLive(name, data));
+          updateHistoryState();
+          if (name !== 'message') { if (near && changes.length) scrollToBottom(); return; }
+          if (!window.ChatMessageState.inserted(changes)) return;
+          clearTyper(String(data.user));
+          renderTyping();
+          if (near || data.user === myName) scrollToBottom();
+          else els.jump.hidden = false;
+        });
       });
 
       socket.on('presence', function (p) {
@@ -961,6 +914,21 @@
       if (socket && socket.connected) return;
       connect();
     }
+
+    view = window.ChatMessageView.create({
+      list: els.messages,
+      state: msgState,
+      composer: els.text,
+      topicEl: els.topic,
+      replyBar: els.replyBar,
+      replyText: els.replyText,
+      replyCancel: els.replyCancel,
+      myName: function () { return myName; },
+      renderText: renderText,
+      formatTime: formatTime,
+      parseTs: parseTs,
+      request: request
+    });
 
     // ---- start --------------------------------------------------------------
 

@@ -1,0 +1,424 @@
+/*
+ * The message list of the room page and the UI on each message, drawn from
+ * ChatMessageState (static/js/messagestate.js): day dividers, author grouping, "(edited)",
+ * the reply quote and "N replies", reaction chips, the reaction picker, the menu of one's
+ * own messages (edit in place, delete with an in-page confirmation), the reply quote above
+ * the composer, Up arrow (edit my last message) and Esc, and the room topic in the header.
+ *
+ * Static markup (a message, the menu, the picker, the confirmation, the editor) lives in
+ * <template> elements of templates/chat/room.html and is cloned here. User text is only
+ * ever set as textContent or through options.renderText (static/js/richtext.js). The view
+ * never talks to the socket: actions go through options.request(event, payload, done),
+ * which reports errors itself and calls done(ack) on success or done(null).
+ *
+ * Exposes window.ChatMessageView.create(options) -> view.
+ */
+(function () {
+  'use strict';
+
+  var GROUP_WINDOW_MS = 5 * 60 * 1000;   // same author within this long: no repeated name line
+  var DAY_MS = 24 * 60 * 60 * 1000;
+  var EXCERPT_CHARS = 80;
+
+  function clone(templateId) {
+    return document.getElementById(templateId).content.firstElementChild.cloneNode(true);
+  }
+
+  function excerpt(text) {
+    var flat = String(text || '').replace(/\s+/g, ' ').trim();
+    return flat.length > EXCERPT_CHARS ? flat.slice(0, EXCERPT_CHARS - 1) + '…' : flat;
+  }
+
+  function plural(n, one, many) { return n + ' ' + (n === 1 ? one : many); }
+
+  function create(o) {
+    var list = o.list, state = o.state, composer = o.composer;
+    var nodes = new Map();        // id -> li.message
+    var shownText = new WeakMap();  // .message-text -> the text it was rendered from
+    var popup = null;             // {li, node, opener}: the open menu, picker or confirmation
+    var editing = null;           // {id, li, form, input, returnTo}
+    var replyTo = null;           // id quoted above the composer
+    // Without hover (touch screens) a message's actions show while it has focus: a tap gives it.
+    var tapToFocus = window.matchMedia('(hover: none)').matches;
+
+    // ---- dates --------------------------------------------------------------
+
+    var times = new WeakMap();    // message -> {ms, day}: relayout asks for every message
+
+    function timeOf(m) {
+      var t = times.get(m);
+      if (!t) {
+        var d = o.parseTs(m.ts), ms = d.getTime();
+        t = { ms: ms, day: isNaN(ms) ? '' : d.toDateString() };
+        times.set(m, t);
+      }
+      return t;
+    }
+
+    function dayOf(m) { return timeOf(m).day; }
+
+    function dayLabel(m) {
+      var d = new Date(timeOf(m).ms), now = new Date();
+      if (isNaN(d.getTime())) return '';
+      if (d.toDateString() === now.toDateString()) return 'Today';
+      if (d.toDateString() === new Date(now.getTime() - DAY_MS).toDateString()) return 'Yesterday';
+      var opts = { weekday: 'long', month: 'long', day: 'numeric' };
+      if (d.getFullYear() !== now.getFullYear()) opts.year = 'numeric';
+      return d.toLocaleDateString([], opts);
+    }
+
+    // ---- one message --------------------------------------------------------
+
+    function renderMessage(m) {
+      var li = clone('message-template');
+      li.dataset.id = String(m.id);
+      li.dataset.user = m.user;
+      li.classList.toggle('mine', !!m.user && m.user === o.myName());
+      if (tapToFocus) li.tabIndex = -1;
+      li.querySelector('.message-user').textContent = m.user;
+      // a guest `amy` is not the account `amy` (docs/PROTOCOL.md): only accounts have a badge
+      if (m.account) li.classList.add('by-account');
+      else li.querySelector('.message-account').remove();
+      var t = o.formatTime(m.ts), time = li.querySelector('.message-time');
+      time.textContent = t.short;
+      if (m.ts) time.dateTime = m.ts;
+      if (t.full) time.title = t.full;
+      fill(li, m);
+      return li;
+    }
+
+    // Brings a message's li up to date, leaving any open menu, picker or editor alone.
+    function fill(li, m) {
+      var quote = li.querySelector('.reply-quote');
+      quote.hidden = !m.reply_to;
+      if (m.reply_to) {
+        quote.textContent = '↪ ' + (m.reply_to.excerpt === null ? 'a deleted message'
+          : m.reply_to.user + ': ' + excerpt(m.reply_to.excerpt));
+      }
+      var edited = li.querySelector('.message-edited');
+      edited.hidden = !m.edited_at;
+      edited.title = m.edited_at ? 'edited ' + o.formatTime(m.edited_at).full : '';
+      var text = li.querySelector('.message-text');
+      if (shownText.get(text) !== m.text) {
+        text.replaceChildren(o.renderText(m.text));
+        shownText.set(text, m.text);
+      }
+      fillReactions(li.querySelector('.reactions'), m);
+      var count = li.querySelector('.reply-count');
+      count.hidden = !m.replies;
+      count.textContent = m.replies ? plural(m.replies, 'reply', 'replies') : '';
+    }
+
+    function fillReactions(box, m) {
+      var focused = box.contains(document.activeElement) ? document.activeElement.dataset.emoji : null;
+      box.replaceChildren.apply(box, m.reactions.map(renderChip));
+      box.hidden = !m.reactions.length;
+      var again = focused && box.querySelector('[data-emoji="' + CSS.escape(focused) + '"]');
+      if (again) again.focus();   // a click on a chip keeps the focus on it
+    }
+
+    function renderChip(r) {
+      var chip = document.createElement('button');
+      chip.type = 'button';
+      chip.className = 'reaction-chip' + (r.me ? ' me' : '');
+      chip.dataset.action = 'chip';
+      chip.dataset.emoji = r.emoji;
+      chip.setAttribute('aria-pressed', String(r.me));
+      chip.setAttribute('aria-label', r.emoji + ' ' + r.count + (r.me ? ', remove your reaction' : ', react'));
+      var others = r.count - r.users.length;
+      chip.title = r.users.join(', ') + (others > 0 ? ' and ' + plural(others, 'other', 'others') : '');
+      chip.append(r.emoji);
+      chip.appendChild(document.createElement('span')).textContent = String(r.count);
+      chip.lastChild.className = 'chip-count';
+      return chip;
+    }
+
+    // ---- the list: changes, day dividers, grouping ---------------------------
+
+    function apply(changes) {
+      var layout = false;
+      changes.forEach(function (c) {
+        if (c.op === 'topic') return showTopic();
+        var m = state.get(c.id), li = nodes.get(c.id);
+        if (c.op === 'remove') { if (li) removeNode(c.id, li); layout = true; }
+        else if (c.op === 'insert' && m && !li) { insertNode(m); layout = true; }
+        else if (m && li) fill(li, m);
+      });
+      if (layout) relayout();
+    }
+
+    function insertNode(m) {
+      var li = renderMessage(m), ids = state.ids(), next = null;
+      for (var i = ids.indexOf(m.id) + 1; i < ids.length && !next; i++) next = nodes.get(ids[i]) || null;
+      list.insertBefore(li, next);
+      nodes.set(m.id, li);
+    }
+
+    function removeNode(id, li) {
+      var hadFocus = li.contains(document.activeElement);
+      if (popup && popup.li === li) popup = null;
+      if (editing && editing.li === li) editing = null;
+      if (replyTo === id) cancelReply();
+      nodes.delete(id);
+      li.remove();
+      if (hadFocus) composer.focus();
+    }
+
+    function isDivider(node) { return node.classList.contains('day-divider'); }
+
+    function messageOf(node) { return node && !isDivider(node) ? state.get(node.dataset.id) : null; }
+
+    // A divider wherever the day changes and nowhere else; `grouped` on an author's follow-ups.
+    function relayout() {
+      var prev = null;
+      Array.prototype.slice.call(list.children).forEach(function (node) {
+        if (!isDivider(node)) { prev = node; return; }
+        var next = messageOf(node.nextElementSibling), before = messageOf(prev);
+        if (!next || dayOf(next) !== node.dataset.day || (before && dayOf(before) === node.dataset.day)) node.remove();
+      });
+      prev = null;
+      Array.prototype.slice.call(list.children).forEach(function (li) {
+        var m = messageOf(li), p = messageOf(prev);
+        if (!m) return;
+        if (!p || dayOf(p) !== dayOf(m)) {
+          var before = li.previousElementSibling;
+          if (before && isDivider(before)) before.textContent = dayLabel(m);   // "Today" after midnight
+          else list.insertBefore(renderDivider(m), li);
+        }
+        li.classList.toggle('grouped', !!p && sameGroup(p, m));
+        prev = li;
+      });
+    }
+
+    function renderDivider(m) {
+      var li = document.createElement('li');
+      li.className = 'day-divider';
+      li.textContent = dayLabel(m);
+      li.dataset.day = dayOf(m);
+      li.setAttribute('role', 'separator');
+      return li;
+    }
+
+    function sameGroup(p, m) {
+      var gap = timeOf(m).ms - timeOf(p).ms;
+      return p.user === m.user && p.account === m.account && dayOf(p) === dayOf(m) &&
+        gap >= 0 && gap < GROUP_WINDOW_MS;
+    }
+
+    function setMine() {
+      nodes.forEach(function (li) {
+        li.classList.toggle('mine', !!o.myName() && li.dataset.user === o.myName());
+      });
+    }
+
+    function showTopic() {
+      if (!o.topicEl) return;
+      o.topicEl.textContent = state.topic;
+      o.topicEl.title = state.topic;
+      o.topicEl.hidden = !state.topic;
+    }
+
+    // ---- popups: menu, picker, delete confirmation ----------------------------
+
+    function openPopup(li, templateId, opener) {
+      closePopup(false);
+      var node = li.appendChild(clone(templateId));
+      li.classList.add('popup-open');
+      if (opener) opener.setAttribute('aria-expanded', 'true');
+      popup = { li: li, node: node, opener: opener };
+      node.scrollIntoView({ block: 'nearest' });
+      var first = node.querySelector('[data-autofocus]') || node.querySelector('button, input');
+      if (first) first.focus();
+    }
+
+    function closePopup(returnFocus) {
+      if (!popup) return;
+      var p = popup;
+      popup = null;
+      p.node.remove();
+      p.li.classList.remove('popup-open');
+      if (p.opener) p.opener.setAttribute('aria-expanded', 'false');
+      if (returnFocus && p.opener && p.opener.isConnected) p.opener.focus();
+    }
+
+    function togglePopup(li, templateId, opener) {
+      if (popup && popup.opener === opener) closePopup(true);
+      else openPopup(li, templateId, opener);
+    }
+
+    function moveInMenu(menu, key) {
+      var items = Array.prototype.slice.call(menu.querySelectorAll('[role=menuitem]'));
+      var i = items.indexOf(document.activeElement);
+      if (key === 'ArrowDown') i = (i + 1) % items.length;
+      else if (key === 'ArrowUp') i = (i - 1 + items.length) % items.length;
+      else if (key === 'Home') i = 0;
+      else if (key === 'End') i = items.length - 1;
+      else return false;
+      items[i].focus();
+      return true;
+    }
+
+    // ---- actions ---------------------------------------------------------------
+
+    function applyAck(res) {
+      if (res && res.event) apply(state.applyAck(res.event));
+    }
+
+    // A chip or a picked emoji: adds my reaction, or takes it back if it is there.
+    function react(id, emoji) {
+      var m = state.get(id);
+      if (!m || !emoji) return;
+      var mine = m.reactions.some(function (r) { return r.emoji === emoji && r.me; });
+      o.request(mine ? 'unreact' : 'react', { id: id, emoji: emoji }, applyAck);
+    }
+
+    function remove(id) {
+      closePopup(false);
+      composer.focus();
+      o.request('delete', { id: id }, applyAck);
+    }
+
+    // ---- edit in place -----------------------------------------------------------
+
+    function startEdit(id, returnTo) {
+      var li = nodes.get(id), m = state.get(id);
+      if (!li || !m) return false;
+      closePopup(false);
+      cancelEdit(false);
+      var form = clone('editor-template'), input = form.querySelector('textarea');
+      input.value = m.text;
+      li.querySelector('.message-text').after(form);
+      li.classList.add('editing');
+      editing = { id: id, li: li, form: form, input: input, returnTo: returnTo || null };
+      input.focus();
+      input.setSelectionRange(input.value.length, input.value.length);
+      form.scrollIntoView({ block: 'nearest' });
+      return true;
+    }
+
+    function cancelEdit(returnFocus) {
+      if (!editing) return;
+      var e = editing;
+      editing = null;
+      e.form.remove();
+      e.li.classList.remove('editing');
+      if (returnFocus) (e.returnTo && e.returnTo.isConnected ? e.returnTo : composer).focus();
+    }
+
+    function saveEdit() {
+      var e = editing, m = e && state.get(e.id);
+      if (!m || e.input.disabled) return;
+      var text = e.input.value.replace(/\s+$/, '');
+      if (!text.trim() || text === m.text) { cancelEdit(true); return; }
+      e.input.disabled = true;
+      o.request('edit', { id: e.id, text: text }, function (res) {
+        if (editing !== e) return;
+        e.input.disabled = false;
+        if (!res) { e.input.focus(); return; }   // the error is in the banner; the edit stays open
+        applyAck(res);
+        cancelEdit(true);
+      });
+    }
+
+    function editLast() {
+      var id = state.lastMineId();
+      return id !== null && startEdit(id, composer);
+    }
+
+    // ---- reply quote above the composer ---------------------------------------------
+
+    function startReply(id) {
+      var m = state.get(id);
+      if (!m || !o.replyBar) return;
+      replyTo = id;
+      o.replyText.textContent = m.user + ': ' + excerpt(m.text);
+      o.replyBar.hidden = false;
+      closePopup(false);
+      composer.focus();
+    }
+
+    function cancelReply() {
+      replyTo = null;
+      if (o.replyBar) o.replyBar.hidden = true;
+    }
+
+    function takeReply() {
+      var id = replyTo;
+      cancelReply();
+      return id;
+    }
+
+    // ---- event wiring ------------------------------------------------------------------
+
+    var CLICKS = {
+      picker: function (id, li, b) { togglePopup(li, 'picker-template', b); },
+      menu: function (id, li, b) { togglePopup(li, 'menu-template', b); },
+      reply: function (id) { startReply(id); },
+      chip: function (id, li, b) { react(id, b.dataset.emoji); },
+      pick: function (id, li, b) { closePopup(true); react(id, b.dataset.emoji); },
+      edit: function (id) { startEdit(id, null); },
+      'ask-delete': function (id, li) { openPopup(li, 'confirm-delete-template', popup && popup.opener); },
+      'delete': function (id) { remove(id); },
+      close: function () { closePopup(true); },
+      'cancel-edit': function () { cancelEdit(true); }
+    };
+
+    list.addEventListener('click', function (e) {
+      var b = e.target.closest('button[data-action]'), li = b && b.closest('li.message');
+      if (li && CLICKS[b.dataset.action]) CLICKS[b.dataset.action](Number(li.dataset.id), li, b);
+    });
+
+    list.addEventListener('submit', function (e) {
+      var form = e.target, li = form.closest('li.message');
+      e.preventDefault();
+      if (form.dataset.action === 'save') { saveEdit(); return; }
+      var emoji = form.dataset.action === 'pick-typed' && li && form.querySelector('input').value.trim();
+      if (!emoji) return;
+      closePopup(true);
+      react(Number(li.dataset.id), emoji);
+    });
+
+    list.addEventListener('keydown', function (e) {
+      if (editing && e.target === editing.input) {
+        if (e.key === 'Escape') { e.preventDefault(); cancelEdit(true); }
+        else if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+          e.preventDefault();
+          saveEdit();
+        }
+        return;
+      }
+      if (!popup || !popup.node.contains(e.target)) return;
+      var menu = popup.node.getAttribute('role') === 'menu';
+      if (e.key === 'Escape') { e.preventDefault(); closePopup(true); }
+      else if (e.key === 'Tab' && menu) closePopup(false);
+      else if (menu && moveInMenu(popup.node, e.key)) e.preventDefault();
+    });
+
+    document.addEventListener('click', function (e) {
+      if (!popup || !e.target.isConnected) return;   // a popup's own button that replaced the popup
+      if (!popup.node.contains(e.target) && !(popup.opener && popup.opener.contains(e.target))) closePopup(false);
+    });
+
+    composer.addEventListener('keydown', function (e) {
+      if (e.key === 'ArrowUp' && !composer.value && !e.shiftKey && !e.altKey && !e.ctrlKey && !e.metaKey) {
+        if (editLast()) e.preventDefault();
+      } else if (e.key === 'Escape' && replyTo !== null) {
+        e.preventDefault();
+        cancelReply();
+      }
+    });
+
+    if (o.replyCancel) o.replyCancel.addEventListener('click', function () { cancelReply(); composer.focus(); });
+
+    return {
+      apply: apply,
+      setMine: setMine,
+      takeReply: takeReply,
+      startReply: startReply,
+      cancelReply: cancelReply,
+      editLast: editLast
+    };
+  }
+
+  window.ChatMessageView = { create: create };
+})();
