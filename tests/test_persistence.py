@@ -2,7 +2,7 @@
 import pytest
 
 from chat import persistence
-from chat.models import Message, Room
+from chat.models import Message, Room, RoomEvent
 from chat.persistence import Draft
 from chat.protocol import ProtocolError
 
@@ -122,3 +122,38 @@ def test_a_reply_stores_its_parent_and_counts_on_it():
     assert isinstance(bad, ProtocolError) and bad.code == "message_not_found"
     assert Room.objects.get(name="r").last_seq == 2  # a refused reply takes no number
     assert persistence.messages_before("r", None, 5) == [{**parent, "replies": 1}, reply.message]
+
+
+def test_pages_of_the_stream_hold_messages_and_events_in_order_each_once():
+    """Gap fills and `since` catch-ups read the stream in pages bounded per kind: walking it
+    from `covered` to `covered` yields every live message and every event once, in number
+    order; a deleted message is a gap and the events that changed it before are left out."""
+    from chat import roomlog
+    from chat.roomlog import Change, number
+
+    amy = roomlog.Actor("amy", None)
+    ids = [m["id"] for m in fill("r", 2)]
+    for step in range(6):
+        roomlog.commit(Change("edit", "r", ids[0], text=f"edit {step}"), amy)
+        ids.append(persistence.commit_posts([draft(f"more {step}")])[0].message["id"])
+        roomlog.commit(Change("react" if step % 2 == 0 else "unreact", "r", ids[0], emoji="👍"), amy)
+    doomed = ids[1]
+    roomlog.commit(Change("edit", "r", doomed, text="changed, then deleted"), amy)
+    roomlog.commit(Change("delete", "r", doomed), amy)
+    last = Room.objects.get(name="r").last_seq
+
+    expected = [m["id"] for m in persistence.messages_before("r", None, 100)]
+    expected += list(RoomEvent.objects.filter(room__name="r").exclude(message_seq=doomed, kind="edit")
+                     .values_list("seq", flat=True))
+    for limit in (1, 2, 3, 100):
+        walked, after, pages = [], 0, 0
+        while True:
+            items, covered, last_id = persistence.gap_fill("r", after, last, limit)
+            assert last_id == last and all(after < number(i) <= covered for i in items)
+            walked += items
+            pages += 1
+            if covered >= last:
+                break
+            after = covered
+        assert [number(i) for i in walked] == sorted(expected), limit
+        assert pages >= len(expected) // (2 * limit)
