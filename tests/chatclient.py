@@ -12,6 +12,9 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+STREAM_EVENTS = ("message", "message_edited", "message_deleted", "reaction", "topic")  # numbered, in order
+
+
 class ChatClient:
     def __init__(self, url, transport="websocket", reconnection=False):
         self.url = url
@@ -65,6 +68,12 @@ class ChatClient:
 
     def messages(self, room):
         return self.received("message", room)
+
+    def stream(self, room):
+        """Numbers of the room's stream received (message ids and room event seqs), in arrival order."""
+        with self.lock:
+            return [d["seq"] if "kind" in d else d["id"] for e, d in self.events
+                    if e in STREAM_EVENTS and d.get("room") == room]
 
     def wait_for(self, event, predicate=lambda data: True, timeout=10):
         def found():

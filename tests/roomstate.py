@@ -3,6 +3,8 @@
 tests can compare the state a client reaches with the server's current state."""
 import copy
 
+from tests.chatclient import STREAM_EVENTS
+
 
 def number(item):
     return item["seq"] if "kind" in item else item["id"]
@@ -22,12 +24,10 @@ class RoomState:
             self.apply(item, fresh=since is None)
         return self
 
-    STREAM = ("message", "message_edited", "message_deleted", "reaction", "topic")
-
     def follow(self, client, room):
         """Apply what `client` received live in `room`, in arrival order (the stream's order)."""
         with client.lock:
-            items = [d for e, d in client.events if e in self.STREAM and d.get("room") == room]
+            items = [d for e, d in client.events if e in STREAM_EVENTS and d.get("room") == room]
         for item in items:
             if number(item) > self.resume:
                 self.apply(item)

@@ -452,6 +452,10 @@ BAD_LIMITS = [0, -1, 101, 10**6, 2**64, 1.0, 50.5, "10", True, False, [10], {}]
 BAD_TEXTS = [None, 5, 1.5, True, False, "", " ", "\n\t \u3000", "x" * 4001, ["hi"], {"text": "hi"}]
 BAD_NONCES = ["", "n" * 65, 5, 1.5, True, ["n"], {"n": 1}]
 BAD_ACTIVE = [None, 0, 1, "true", "yes", [], {}, 1.5]
+BAD_EMOJI = [None, 5, "", "x", ":+1:", "👍👍", "👍 ", " 👍", "\u200d", "\ufe0f", "\U0001F44D\u0000",
+             "👍" * 40, ["👍"], {"emoji": "👍"}, True]
+BAD_TOPICS = [None, 5, 1.5, True, "t" * 251, ["t"], {"topic": "t"}, "\u0000"]
+CHANGES = ("edit", "delete", "react", "unreact", "set_topic")  # room events (chat.roomlog)
 
 
 def invalid_cases():
@@ -471,9 +475,29 @@ def invalid_cases():
     cases += [["send", {"room": ROOM, "text": "hi", "nonce": bad}] for bad in BAD_NONCES]
     cases += [["typing", {"room": ROOM, "active": bad}] for bad in BAD_ACTIVE]
     cases += [["typing", {"room": "never-joined", "active": True}]]
+    cases += change_cases()
     cases += [[name, {}] for name in ("nope", "JOIN", "Send", "", " ", "x" * 5000, "__proto__", "constructor",
                                        "welcome", "message", "presence", "kicked", "connect_error", "join ", "\u0000")]
     cases += [[5, {}], [1.5], [True, {}], [False]]  # non-string event names the '*' handler answers
+    return cases
+
+
+def change_cases():
+    """Room events with payloads to refuse (a valid-looking one may also be refused because
+    the message is not there: every answer must be a documented error)."""
+    cases = []
+    for event in CHANGES:
+        cases += [[event, bad] for bad in BAD_OBJECTS]
+        cases.append([event])
+        cases += [[event, {"room": bad, "id": 1, "text": "hi", "emoji": "👍", "topic": "t"}] for bad in BAD_ROOMS]
+    for event in CHANGES[:4]:
+        cases += [[event, {"room": ROOM, "id": bad, "text": "hi", "emoji": "👍"}] for bad in BAD_IDS]
+        cases += [[event, {"room": ROOM, "id": 10**15, "text": "hi", "emoji": "👍"}],
+                  [event, {"room": "never-joined", "id": 1, "text": "hi", "emoji": "👍"}]]
+    cases += [["edit", {"room": ROOM, "id": 1, "text": bad}] for bad in BAD_TEXTS]
+    cases += [[event, {"room": ROOM, "id": 1, "emoji": bad}] for event in ("react", "unreact") for bad in BAD_EMOJI]
+    cases += [["set_topic", {"room": ROOM, "topic": bad}] for bad in BAD_TOPICS]
+    cases += [["send", {"room": ROOM, "text": "hi", "reply_to": bad}] for bad in [*BAD_IDS, 10**15]]
     return cases
 
 
@@ -694,12 +718,12 @@ class Chat:
                            message=f"{client.name} to receive message {last}")
             except AssertionError as exc:
                 failures.append(str(exc))
-            got = [m["id"] for m in client.messages(ROOM)]
+            got = [n for n in client.stream(ROOM) if n <= last]  # fuzzers' reactions take numbers too
             if got != list(range(1, last + 1)):
                 dups = [i for i, n in Counter(got).items() if n > 1]
                 missing = sorted(set(range(1, last + 1)) - set(got))
                 unordered = [p for p in zip(got, got[1:]) if p[1] <= p[0]]
-                failures.append(f"{client.name} did not get messages 1..{last} exactly once in order: "
+                failures.append(f"{client.name} did not get the stream 1..{last} exactly once in order: "
                                 f"{len(got)} received, duplicates {dups[:10]}, missing {missing[:10]}, "
                                 f"out of order {unordered[:10]}")
             by_id = {m["id"]: (m["user"], m["text"]) for m in client.messages(ROOM)}
