@@ -167,7 +167,7 @@ def _commit_posts(drafts):
         stamp, ts = connection.ops.adapt_datetimefield_value(now), wire_time(now)
         rows = []
         for room_name in sorted(fresh):
-            drafts_here = _without_bad_replies(cursor, room_name, fresh[room_name], results)
+            drafts_here, parents = _without_bad_replies(cursor, room_name, fresh[room_name], results)
             reserved = _reserve_seqs(cursor, room_name, len(drafts_here)) if drafts_here else None
             for offset, (index, draft) in enumerate(drafts_here):
                 if reserved is None:
@@ -176,7 +176,7 @@ def _commit_posts(drafts):
                 room_id, seq = reserved[0], reserved[1] + offset
                 wire = {"id": seq, "room": room_name, "user": draft.author, "account": draft.user_id is not None,
                         "text": draft.text, "ts": ts}
-                reply = _reply(cursor, room_id, draft, wire) if draft.reply_to is not None else {}
+                reply = _reply(cursor, room_id, draft, parents[draft.reply_to], wire) if draft.reply_to is not None else {}
                 rows.append(INSERT.row(room_id=room_id, seq=seq, author=draft.author, user_id=draft.user_id,
                                        text=draft.text, created_at=stamp, nonce=draft.nonce, **reply))
                 results[index] = Posted(wire, created=True)
@@ -186,29 +186,30 @@ def _commit_posts(drafts):
 
 
 def _without_bad_replies(cursor, room_name, drafts, results):
-    """The drafts of one room minus replies to messages it lacks (those get message_not_found).
-    Takes the room's lock first when there are replies, so no deletion of a parent can
-    commit between this check and the reply's commit."""
+    """The drafts of one room minus replies to messages it lacks (those get message_not_found),
+    and the parents replied to: {id: (author, text)}. Takes the room's lock first when there
+    are replies, so no deletion of a parent can commit between this read and the reply."""
     if all(draft.reply_to is None for _, draft in drafts):
-        return drafts
+        return drafts, {}
     locked = _reserve_seqs(cursor, room_name, 0)
     if locked is None:
-        return drafts  # no such room: refused below
-    kept = []
+        return drafts, {}  # no such room: refused below
+    kept, parents = [], {}
     for index, draft in drafts:
-        if draft.reply_to is not None:
+        if draft.reply_to is not None and draft.reply_to not in parents:
             cursor.execute(SQL.parents, [locked[0], draft.reply_to])
-            if cursor.fetchone() is None:
+            row = cursor.fetchone()
+            if row is None:
                 results[index] = ProtocolError(MESSAGE_NOT_FOUND, f"no message {draft.reply_to} in {room_name} to reply to")
                 continue
+            parents[draft.reply_to] = row[1:]
         kept.append((index, draft))
-    return kept
+    return kept, parents
 
 
-def _reply(cursor, room_id, draft, wire):
+def _reply(cursor, room_id, draft, parent, wire):
     """Count the reply on its parent; the reply's columns, and its `reply_to` on the wire."""
-    cursor.execute(SQL.parents, [room_id, draft.reply_to])
-    _seq, parent_author, parent_text = cursor.fetchone()
+    parent_author, parent_text = parent
     cursor.execute(SQL.count_reply, [room_id, draft.reply_to])
     replies = cursor.fetchone()[0]
     excerpt = parent_text[:REPLY_EXCERPT_CHARS]

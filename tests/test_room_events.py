@@ -118,6 +118,18 @@ def test_refusals_have_clear_codes_and_change_nothing(start_server, clients, tra
     assert [e for e, d in bob.events if e in ("message_edited", "message_deleted")] == []
 
 
+def test_every_room_event_door_refuses_a_non_member(chat_server, clients):
+    room, amy, _ = pair(clients, [chat_server.url, chat_server.url], "polling")
+    message = amy.send(room, "members only")
+    outsider = clients(chat_server.url).connect(unique("out"))
+    for event, extra in (("edit", {"text": "x"}), ("delete", {}), ("react", {"emoji": "👍"}),
+                         ("unreact", {"emoji": "👍"}), ("set_topic", {"topic": "mine now"})):
+        assert refused(outsider, event, {"room": room, "id": message["id"], **extra}) == "not_member", event
+    assert refused(outsider, "send", {"room": room, "text": "re", "reply_to": message["id"]}) == "not_member"
+    [stored] = amy.call("history", {"room": room})["messages"]
+    assert stored == message and amy.join(room)["topic"] == ""
+
+
 def test_any_single_emoji_counts(chat_server, clients):
     room, amy, bob = pair(clients, [chat_server.url, chat_server.url], "websocket")
     message = amy.send(room, "emoji")
