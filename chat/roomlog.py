@@ -16,7 +16,7 @@ How to add a kind:
      `_apply_<kind>(room, message, actor, change) -> Outcome | None` (None: nothing changed,
      no number is taken), both registered in `KINDS` with the socket event that requests it,
      the event that announces it and its rate-limit rule (chat.limits);
-  2. the service method is the shared `ChatService.change` (chat/services/changes.py); a kind
+  2. the service method is the shared `ChatService.change` (chat/services/messages.py); a kind
      needing more than the generic checks gets a method of its own there;
   3. the client's apply rule (static/js/messagestate.js) and its section in docs/PROTOCOL.md.
 Functions here run in chat.store's workers.
