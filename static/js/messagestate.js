@@ -23,6 +23,7 @@
 (function () {
   'use strict';
 
+  var GONE_REMEMBERED = 1000;
   var EVENT_KINDS = { edit: true, 'delete': true, react: true, unreact: true, topic: true };
   // Socket.IO event name -> the kind its payload stands for (older servers sent
   // message_deleted {room, id} without a kind or seq).
@@ -98,8 +99,11 @@
     var myName = options.myName;      // function () -> my current name
     var byId = new Map();             // id -> message (cleanMessage shape)
     var order = [];                   // loaded ids, ascending
-    var gone = new Set();             // deleted ids: never shown again, even from a stale copy
-    var applied = new Set();          // stream numbers already applied
+    // Deleted ids, never shown again even from a stale copy (a send ack overtaken by its
+    // deletion); only the latest GONE_REMEMBERED: older stale copies cannot arrive any more.
+    var gone = new Set();
+    // The resume point: the stream comes in number order, so every number up to it has been
+    // applied (no set of applied numbers that would grow all day).
     var resume = 0;
     var topic = '';
 
@@ -152,6 +156,7 @@
       var id = toNumber(e.id);
       if (id === null) return;
       gone.add(id);
+      if (gone.size > GONE_REMEMBERED) gone.delete(gone.values().next().value);
       if (byId.has(id)) {
         byId.delete(id);
         order.splice(order.indexOf(id), 1);
@@ -205,14 +210,11 @@
       var changes = [];
       if (!forRoom(item)) return changes;
       var n = numberOf(item);
-      if (n !== null && applied.has(n)) return changes;
+      if (n !== null && n <= resume) return changes;   // applied already
       // An older message_deleted (staff, admin) carries no seq: applied, but no number.
       if (n === null && !(isEvent(item) && item.kind === 'delete')) return changes;
       applyItem(item, changes, true);
-      if (n !== null) {
-        applied.add(n);
-        noteNumber(n);
-      }
+      noteNumber(n);
       return changes;
     }
 
@@ -249,7 +251,6 @@
           return;
         }
         if (forRoom(item)) insert(item, changes);
-        applied.add(n);
         noteNumber(n);
       });
       if (typeof res.topic === 'string' && res.topic !== topic) {
