@@ -170,12 +170,18 @@ def test_edit_delete_react_reply_live_in_every_tab_and_caught_up_after_offline(c
         expect(by_id(w, welcome).locator(".reply-quote")).to_have_text(f"↪ {amy}: hello from amy")
         expect(by_id(w, hello).locator(".reply-count")).to_have_text("1 reply")
 
-    # The topic (setting it has no UI yet: straight over the socket) shows in the header.
-    res = a.page.evaluate("""(room) => window.chatApp.socket.timeout(10000).emitWithAck(
-        'set_topic', {room, topic: 'Release planning'})""", room)
-    assert res["ok"], res
+    # The topic, set in place in the header (Esc cancels, Enter saves), shows in every tab.
+    a.page.click("#topic-edit")
+    a.page.fill("#topic-input", "never saved")
+    a.page.keyboard.press("Escape")
+    expect(a.page.locator("#topic-form")).to_be_hidden()
+    expect(a.page.locator("#topic-edit")).to_be_focused()
+    a.page.click("#topic-edit")
+    a.page.fill("#topic-input", "  Release planning ")
+    a.page.keyboard.press("Enter")
     for w in (a, b):
         expect(w.page.locator("#topic")).to_have_text("Release planning")
+    expect(a.page.locator("#topic-form")).to_be_hidden()
 
     # Cat comes back in the same page: it joins with `since` and catches up with all of it.
     expect(c.page.locator("#topic")).to_be_hidden()

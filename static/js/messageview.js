@@ -4,7 +4,7 @@
  * static/js/messagerender.js, and owns the interaction: reaction chips and the picker, the
  * menu of one's own messages (edit in place, delete with an in-page confirmation), the reply
  * quote above the composer, Up arrow (edit my last message) and Esc, and the room topic in
- * the header. The view never talks to the socket: actions go through
+ * the header (shown live, set in place). The view never talks to the socket: actions go through
  * options.request(event, payload, done), which reports errors itself and calls done(ack) on
  * success or done(null).
  *
@@ -258,6 +258,43 @@
     });
 
     if (o.replyCancel) o.replyCancel.addEventListener('click', function () { cancelReply(); composer.focus(); });
+
+    // ---- the room topic: set in place in the header --------------------------------------
+
+    function startTopicEdit() {
+      o.topicInput.value = state.topic;
+      o.topicForm.hidden = false;
+      o.topicEdit.hidden = true;
+      o.topicInput.focus();
+      o.topicInput.select();
+    }
+
+    function endTopicEdit(returnFocus) {
+      o.topicForm.hidden = true;
+      o.topicEdit.hidden = false;
+      if (returnFocus) o.topicEdit.focus();
+    }
+
+    function saveTopic() {
+      var topic = o.topicInput.value.trim();
+      if (o.topicInput.disabled) return;
+      if (topic === state.topic) { endTopicEdit(true); return; }
+      o.topicInput.disabled = true;
+      o.request('set_topic', { topic: topic }, function (res) {
+        o.topicInput.disabled = false;
+        if (!res) { o.topicInput.focus(); return; }   // the error is in the banner; the form stays
+        applyAck(res);
+        endTopicEdit(true);
+      });
+    }
+
+    if (o.topicForm) {
+      o.topicEdit.addEventListener('click', startTopicEdit);
+      o.topicForm.addEventListener('submit', function (e) { e.preventDefault(); saveTopic(); });
+      o.topicInput.addEventListener('keydown', function (e) {
+        if (e.key === 'Escape') { e.preventDefault(); endTopicEdit(true); }
+      });
+    }
 
     return {
       apply: apply,
