@@ -130,6 +130,16 @@ def enter_directly(w, base, name, room):
     wait_joined(w, name)
 
 
+def two_in_room(open_page, base, prefix, names=("alice", "bob")):
+    """Two pages under fresh names in a fresh room `<prefix>-...`: (a, b, room, (name_a, name_b))."""
+    room = f"{prefix}-{uid()}"
+    first, second = (f"{name}_{uid()[:6]}" for name in names)
+    a, b = open_page(), open_page()
+    enter_directly(a, base, first, room)
+    enter_directly(b, base, second, room)
+    return a, b, room, (first, second)
+
+
 def wait_joined(w, name):
     """Connected and the join ack rendered (the member list holds our own name)."""
     expect(w.page.locator("#status")).to_have_text("connected")
@@ -257,11 +267,8 @@ def test_two_users_chat_typing_and_xss(chat_server, open_page):
 
 
 def test_reconnect_catches_up_missed_messages(chat_server, open_page):
-    base, room = chat_server.url, f"ui-re-{uid()}"
-    alice, bob = f"alice_{uid()[:6]}", f"bob_{uid()[:6]}"
-    a, b = open_page(), open_page()
-    enter_directly(a, base, alice, room)
-    enter_directly(b, base, bob, room)
+    base = chat_server.url
+    a, b, room, (alice, bob) = two_in_room(open_page, base, "ui-re")
     send(a, "before the drop")
     expect(messages_with_text(b, "before the drop")).to_have_count(1)
 
@@ -583,10 +590,7 @@ def test_message_text_renders_a_markdown_subset_built_from_text_nodes(chat_serve
     was typed."""
     from tests.test_limits_paths import stored_texts
 
-    room = f"ui-md-{uid()}"
-    a, b = open_page(), open_page()
-    enter_directly(a, chat_server.url, f"writer_{uid()[:6]}", room)
-    enter_directly(b, chat_server.url, f"reader_{uid()[:6]}", room)
+    a, b, room, _ = two_in_room(open_page, chat_server.url, "ui-md", ("writer", "reader"))
     a.page.evaluate("""([room, text]) => window.chatApp.socket.timeout(10000).emitWithAck('send', {room, text})""",
                     [room, MARKDOWN_SAMPLE])
     message = b.page.locator("#messages .message .message-text")
@@ -635,10 +639,7 @@ XSS_CORPUS = [
 
 def test_xss_corpus_in_messages_names_and_rooms_executes_nothing(start_server, open_page):
     base = start_server(CHAT_RATE_LIMITS="off").url  # the corpus goes out in one burst
-    room = f"ui-xss-{uid()}"
-    a, b = open_page(), open_page()
-    enter_directly(a, base, f"writer_{uid()[:6]}", room)
-    enter_directly(b, base, f"reader_{uid()[:6]}", room)
+    a, b, room, _ = two_in_room(open_page, base, "ui-xss", ("writer", "reader"))
     a.page.evaluate("""async ([room, corpus]) => {
         for (const text of corpus) {
             const res = await window.chatApp.socket.timeout(10000).emitWithAck('send', {room, text});

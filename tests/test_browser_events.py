@@ -11,7 +11,7 @@ import re
 import pytest
 
 from tests.test_browser import (  # noqa: F401  (chromium, open_page: fixtures used here)
-    chromium, enter_directly, expect, messages_with_text, open_page, send, uid)
+    chromium, enter_directly, expect, messages_with_text, open_page, send, two_in_room, uid)
 
 pytestmark = [pytest.mark.browser]
 
@@ -205,11 +205,7 @@ def test_edit_delete_react_reply_live_in_every_tab_and_caught_up_after_offline(c
 
 
 def test_keyboard_up_arrow_edits_escape_cancels_and_the_menu(chat_server, open_page):
-    base, room = chat_server.url, f"ui-kb-{uid()}"
-    amy, bob = f"amy_{uid()[:6]}", f"bob_{uid()[:6]}"
-    a, b = open_page(), open_page()
-    enter_directly(a, base, amy, room)
-    enter_directly(b, base, bob, room)
+    a, b, room, (amy, bob) = two_in_room(open_page, chat_server.url, "ui-kb", ("amy", "bob"))
     send(a, "first")
     send(b, "from bob")
     send(a, "last one")
