@@ -51,6 +51,13 @@ class ChatService(NodeMembership, Connections, Rooms, Messages, Bans):
             raise ProtocolError(protocol.NOT_MEMBER, "connection is not signed in")
         return name
 
+    def _who(self, sid):
+        """The identity of a signed-in connection (refused like `_name` once it is gone)."""
+        conn = self._connections.get(sid)
+        if conn is None:
+            raise ProtocolError(protocol.NOT_MEMBER, "connection is not signed in")
+        return conn.who
+
     def _limit(self, sid, name, event):
         """Rate-limit one request; a connection that keeps flooding is disconnected."""
         if self.limiter.check(sid, name, event):

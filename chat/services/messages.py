@@ -9,7 +9,7 @@ class Messages:
     """Part of ChatService (chat/services/__init__.py); shares its state."""
 
     def send(self, sid, request):
-        who = self._connections[sid].who if sid in self._connections else None
+        who = self._who(sid)
         self._require_member(sid, request.room)
         self._limit(sid, who.name, "send")
         draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce, request.reply_to)
@@ -18,7 +18,7 @@ class Messages:
     def change(self, sid, change):
         """Every room event kind (chat.roomlog.KINDS): the member checks here, the kind's
         permission and apply rule in its commit; the event goes out like messages do."""
-        who = self._connections[sid].who if sid in self._connections else None
+        who = self._who(sid)
         self._require_member(sid, change.room)
         self._limit(sid, who.name, roomlog.KINDS[change.kind].rule)
         event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
