@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from chat import views
+from chat import accounts, views
 
 ROOM = r"(?P<room>[a-z0-9_-]{1,64})"
 
@@ -14,7 +14,10 @@ urlpatterns = [
     re_path(rf"^api/rooms/{ROOM}/messages/?$", views.api_messages, name="api-messages"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/signup/", accounts.SignupView.as_view(), name="signup"),
+    path("accounts/login/", accounts.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("admin/", admin.site.urls),
 ]
