@@ -205,3 +205,19 @@ CHAT_ROOM_CREATES = env_str("CHAT_ROOM_CREATES", "off" if CHAT_RATE_LIMITS.strip
 # /metrics and /healthz?detail: only for these addresses or networks ("*": anyone); behind a
 # proxy in CHAT_TRUSTED_PROXIES the client's address comes from X-Forwarded-For.
 CHAT_METRICS_ALLOWED = env_list("CHAT_METRICS_ALLOWED", "127.0.0.0/8,::1")
+
+# -- accounts, rooms with members, unread and mentions (issue 16) ---------------------------
+CHAT_GUESTS = env_bool("CHAT_GUESTS", True)  # off: only logged-in accounts may connect
+# Sign-ups and failed logins per client address: count/seconds (Django's cache keeps the
+# counts: per process unless CHAT_CACHE_URL names a shared Redis).
+CHAT_SIGNUP_LIMIT = env_str("CHAT_SIGNUP_LIMIT", "5/3600")
+CHAT_LOGIN_LIMIT = env_str("CHAT_LOGIN_LIMIT", "10/300")
+CHAT_CACHE_URL = env_str("CHAT_CACHE_URL", "")  # redis://HOST:PORT/DB; empty: this process's memory
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CHAT_CACHE_URL}
+          if CHAT_CACHE_URL else
+          {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "OPTIONS": {"MAX_ENTRIES": 10000}}}
+CHAT_DM_MAX = env_int("CHAT_DM_MAX", 8)  # people in one direct conversation, you included
+CHAT_MY_ROOMS_LISTED = env_int("CHAT_MY_ROOMS_LISTED", 500)  # rooms and DMs in `my_rooms` (sidebar)
+CHAT_ROOM_MENTION_OPEN_MAX = env_int("CHAT_ROOM_MENTION_OPEN_MAX", 20)  # larger rooms: @room by owners/mods only
+CHAT_MENTIONS_PER_MESSAGE = env_int("CHAT_MENTIONS_PER_MESSAGE", 20)  # @names stored per message; more are text
+CHAT_ROOM_MEMBERS_MAX = env_int("CHAT_ROOM_MEMBERS_MAX", 10000)  # accounts in one private room

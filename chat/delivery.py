@@ -15,6 +15,7 @@ covers every id up to the delivered mark, live delivery everything after it.
 State exists only for rooms with members on this node, so it is bounded by connections
 times CHAT_MAX_ROOMS_PER_CONNECTION.
 """
+import dataclasses
 import logging
 
 import gevent
@@ -216,7 +217,7 @@ class RoomFeed:
         messages = [m for m in snap.messages if m["id"] <= mark]
         events = [e for e in snap.events if e["seq"] <= mark]
         enter()  # no yield between the check above and this: the split is exact
-        return persistence.Snapshot(messages, mark, False, events, topic=snap.topic)
+        return dataclasses.replace(snap, messages=messages, upto=mark, truncated=False, events=events, next=None)
 
     def release(self, room, still_members):
         """Forget a room once this node has no members (and no joiner) left in it."""

@@ -51,9 +51,18 @@ def _remove_nodes(node_ids):
 
 
 def _with_counts(room_names):
+    """[(room, name, count_after)] for the (room, name) pairs that left, leaving out names
+    still in the room from another connection (an account's other tab)."""
     rooms = {room for room, _ in room_names}
-    counts = dict(Membership.objects.filter(room__in=rooms).values_list("room").annotate(n=Count("id")))
-    return [(room, name, counts.get(room, 0)) for room, name in room_names]
+    present = set(Membership.objects.filter(room__in=rooms).values_list("room", "name"))
+    counts = _counts(rooms)
+    return [(room, name, counts.get(room, 0)) for room, name in set(room_names) if (room, name) not in present]
+
+
+def _counts(rooms):
+    """{room: people online in it}: an account's tabs count once."""
+    return dict(Membership.objects.filter(room__in=list(rooms)).values_list("room")
+                .annotate(n=Count("name", distinct=True)).order_by())
 
 
 @dataclass(frozen=True)
@@ -64,20 +73,29 @@ class Holder:
     sid: str
 
 
-def claim(node_id, sid, name, takeover):
+def claim(node_id, sid, name, takeover, user_id=None):
     """Make `name` this connection's. Returns the Holder it took the name from, or None.
-    Claiming a name this sid already holds succeeds (a retried re-registration)."""
+
+    An account (`user_id`) may be online from any number of connections; a guest's name is
+    one connection's, taken over only with `takeover` (its token) and never from an
+    account. An account takes its name back from a guest who had it before the account
+    existed. Claiming a name this sid already holds succeeds (a retried re-registration)."""
     key = name.lower()
     with transaction.atomic():
-        held = Online.objects.select_for_update().filter(key=key).first()
-        if held is not None and held.sid == sid:
+        held = list(Online.objects.select_for_update().filter(key=key))
+        if any(row.sid == sid for row in held):
             return None
-        if held is not None:
-            if not takeover:
+        guest = next((row for row in held if row.user_id is None), None)
+        if user_id is not None:
+            if guest is not None:
+                Online.objects.filter(pk=guest.pk).delete()
+            Online.objects.create(key=key, name=name, user_id=user_id, node_id=node_id, sid=sid)
+            return None if guest is None else Holder(guest.node_id, guest.sid)
+        if held:
+            if not takeover or guest is None:
                 raise ProtocolError(NAME_TAKEN, f"{name} is already online")
-            previous = Holder(held.node_id, held.sid)
-            Online.objects.filter(pk=held.pk).update(node_id=node_id, sid=sid, name=name, since=timezone.now())
-            return previous
+            Online.objects.filter(pk=guest.pk).update(node_id=node_id, sid=sid, name=name, since=timezone.now())
+            return Holder(guest.node_id, guest.sid)
         try:
             with transaction.atomic():
                 Online.objects.create(key=key, name=name, node_id=node_id, sid=sid)
@@ -109,7 +127,6 @@ def release(sid):
 def enter(node_id, sid, name, room):
     """Add the member; returns the room's member count."""
     with transaction.atomic():
-        Membership.objects.filter(room=room, name=name).exclude(sid=sid).delete()  # an older socket's
         Membership.objects.bulk_create([Membership(room=room, name=name, node_id=node_id, sid=sid)],
                                        ignore_conflicts=True)
         return _count(room)
@@ -122,7 +139,7 @@ def leave(sid, room):
 
 
 def _count(room):
-    return Membership.objects.filter(room=room).count()
+    return Membership.objects.filter(room=room).values("name").distinct().count()
 
 
 def roster(room, limit):
@@ -131,14 +148,16 @@ def roster(room, limit):
 
 
 def members(room, limit):
-    return list(Membership.objects.filter(room=room).order_by("name").values_list("name", flat=True)[:limit])
+    return list(Membership.objects.filter(room=room).order_by("name").values_list("name", flat=True)
+                .distinct()[:limit])
 
 
-def rooms_with_counts(limit):
-    """Rooms for `rooms` and /api/rooms/: the `limit` most active rooms (highest message id),
-    those with the most members online first. Bounded whatever the number of rooms and
-    members: an index range for the rooms, then the membership index for those rooms only."""
-    names = persistence.most_active_rooms(limit)
-    counts = dict(Membership.objects.filter(room__in=names).values_list("room").annotate(n=Count("id")).order_by())
+def rooms_with_counts(limit, prefix=""):
+    """Public rooms for `rooms` and /api/rooms/: the `limit` most recently active (or those
+    whose name starts with `prefix`), those with the most people online first. Bounded
+    whatever the number of rooms and members: an index range for the rooms, then the
+    membership index for those rooms only."""
+    names = persistence.most_active_rooms(limit, prefix)
+    counts = _counts(names)
     ranked = sorted(names, key=lambda name: -counts.get(name, 0))  # stable: by activity among equals
     return [{"name": name, "members": counts.get(name, 0)} for name in ranked]

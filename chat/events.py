@@ -8,6 +8,7 @@ import functools
 import logging
 
 import socketio
+from django.conf import settings
 
 from chat import protocol, roomlog
 from chat.protocol import ProtocolError, failure
@@ -66,7 +67,8 @@ def register(sio, service):
         return service.send(sid, protocol.parse_send(data, limits.max_message))
 
     for kind in roomlog.KINDS.values():
-        _register_change(sio, service, kind)
+        if kind.request is not None:  # `join` events are made by joining and creating rooms
+            _register_change(sio, service, kind)
 
     @sio.on("history")
     @guarded
@@ -82,8 +84,32 @@ def register(sio, service):
     @sio.on("rooms")
     @guarded
     def rooms(sid, data):
-        protocol.parse_rooms(data)
-        return service.rooms(sid)
+        return service.rooms(sid, protocol.parse_room_search(data))
+
+    @sio.on("my_rooms")
+    @guarded
+    def my_rooms(sid, data):
+        return service.my_rooms(sid)
+
+    @sio.on("create_room")
+    @guarded
+    def create_room(sid, data):
+        return service.create_room(sid, protocol.parse_create_room(data))
+
+    @sio.on("open_dm")
+    @guarded
+    def open_dm(sid, data):
+        return service.open_dm(sid, protocol.parse_open_dm(data, settings.CHAT_DM_MAX))
+
+    @sio.on("mark_read")
+    @guarded
+    def mark_read(sid, data):
+        return service.mark_read(sid, *protocol.parse_mark_read(data))
+
+    @sio.on("mute")
+    @guarded
+    def mute(sid, data):
+        return service.mute(sid, *protocol.parse_mute(data))
 
     @sio.on("ban")
     @guarded

@@ -1,5 +1,8 @@
 """Rate limits: token buckets per connection and per name for `send`, `typing`, `join`,
-`history`, `rooms`, `edit` (edits and deletions), `react` (both ways) and `topic`, and quotas of rooms created per name and per address.
+`history`, `rooms` (both room lists), `edit` (edits and deletions), `react` (both ways),
+`topic`, `members` (adding, removing, archiving), `create` (private rooms and direct
+conversations) and `read` (read markers, muting), and quotas of rooms created per name and
+per address.
 
 A request must find a token in both its connection's bucket and its name's bucket (so a
 reconnect does not refill anything). A refused request answers `rate_limited` with
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 from chat.protocol import RATE_LIMITED, ProtocolError
 
 # per second / burst: a fast human never hits them (scrolling back is a history page a second)
-DEFAULT_RULES = "send=4/20,typing=10/30,join=5/30,history=5/30,rooms=1/10,edit=2/10,react=4/20,topic=1/5"
+DEFAULT_RULES = ("send=4/20,typing=10/30,join=5/30,history=5/30,rooms=1/10,edit=2/10,react=4/20,topic=1/5,"
+                 "members=2/10,create=1/10,read=5/30")
 DEFAULT_ROOM_CREATES = "name=20/3600,address=100/3600"  # rooms / seconds
 OFF = ("off", "0", "false", "no")
 CONTINUATIONS_PER_CONNECTION = 64

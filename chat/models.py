@@ -16,6 +16,17 @@ from django.utils import timezone
 from chat.protocol import ACCOUNT_NAME_MAX_CHARS as NAME_MAX_CHARS  # a Django username fits
 
 
+def never():
+    """`Room.last_active_at` of a room nobody has posted in: it sorts after every room in use."""
+    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
+ROOM_KINDS = (PUBLIC, PRIVATE, DIRECT)
+OWNER, MODERATOR, MEMBER = "owner", "moderator", "member"
+ROLES = (OWNER, MODERATOR, MEMBER)
+
+
 class Room(models.Model):
     name = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -23,11 +34,25 @@ class Room(models.Model):
     # Database defaults too, for the columns added with room events: a node still running the
     # code before them (a rolling upgrade) inserts rows without them.
     topic = models.CharField(max_length=250, blank=True, default="", db_default="")
+    kind = models.CharField(max_length=8, choices=[(k, k) for k in ROOM_KINDS], default=PUBLIC, db_default=PUBLIC)
+    title = models.CharField(max_length=200, blank=True, default="", db_default="",
+                             help_text="Direct rooms: the people's names, as shown in their sidebars.")
+    dm_key = models.CharField(max_length=200, null=True, blank=True, unique=True,
+                              help_text="Direct rooms: the sorted account ids, so one set of people has one room.")
+    message_count = models.BigIntegerField(default=0, db_default=0, help_text="Messages ever posted here: "
+                                           "unread counts are this minus a member's read count.")
+    last_active_at = models.DateTimeField(default=never, help_text="When the last message was posted (never: 1970).")
+    archived_at = models.DateTimeField(null=True, blank=True, help_text="Archived: read-only, off the public list.")
 
     class Meta:
         ordering = ["name"]
-        # The room list (`rooms`, /api/rooms/): the most active rooms first, read as an index range.
-        indexes = [models.Index(fields=["-last_seq", "name"], name="room_last_seq_idx")]
+        indexes = [
+            # The public room list (`rooms`, /api/rooms/): the most recently active first, an index range.
+            models.Index(fields=["-last_active_at", "name"], name="room_public_active_idx",
+                         condition=models.Q(kind=PUBLIC, archived_at__isnull=True)),
+            # Searching it by name prefix on PostgreSQL (the unique index's collation cannot serve LIKE).
+            models.Index(fields=["name"], name="room_name_prefix_idx", opclasses=["varchar_pattern_ops"]),
+        ]
 
     def __str__(self):
         return self.name
@@ -50,6 +75,8 @@ class Message(models.Model):
     reply_replies = models.IntegerField(default=0, db_default=0, help_text="The parent's reply count right after this reply.")
     replies = models.IntegerField(default=0, db_default=0, help_text="Live replies to this message.")
     reactions = models.JSONField(null=True, blank=True, help_text="[{emoji, count, users}], first reaction first.")
+    ordinal = models.BigIntegerField(default=0, db_default=0, help_text="Room.message_count right after this message.")
+    mentions = models.JSONField(null=True, blank=True, help_text="Names it notifies, and @here / @room.")
 
     class Meta:
         ordering = ["room_id", "seq"]
@@ -86,6 +113,8 @@ class Message(models.Model):
             wire["replies"] = self.replies
         if self.reactions:
             wire["reactions"] = [{**r, "me": r["emoji"] in my_emoji} for r in self.reactions]
+        if self.mentions:
+            wire["mentions"] = self.mentions
         return wire
 
 
@@ -140,6 +169,42 @@ def wire_time(moment):
     return moment.astimezone(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+class RoomMember(models.Model):
+    """An account's durable membership of a room, apart from being online in it (chat.directory):
+    its role, its read marker and its unread mention count. Unread = Room.message_count -
+    read_count, so no row is ever counted to show a badge."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships")
+    role = models.CharField(max_length=10, choices=[(r, r) for r in ROLES], default=MEMBER)
+    joined_at = models.DateTimeField(default=timezone.now)
+    last_read = models.BigIntegerField(default=0, help_text="The number of the last event read.")
+    read_count = models.BigIntegerField(default=0, help_text="Room.message_count when that message was posted.")
+    mentions = models.IntegerField(default=0, help_text="Mentions after last_read.")
+    muted = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="roommember_user_room_unique")]
+        indexes = [models.Index(fields=["room", "role"], name="roommember_room_role_idx")]
+
+    def __str__(self):
+        return f"{self.user_id} in {self.room_id} ({self.role})"
+
+
+class Mention(models.Model):
+    """A message that notifies an account (user) or, for @room, every member (user null)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="mention_rows")
+    seq = models.BigIntegerField(help_text="The mentioning message's id.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "seq", "user"], name="mention_unique")]
+        indexes = [models.Index(fields=["room", "user", "seq"], name="mention_room_user_seq_idx"),
+                   models.Index(fields=["created_at"], name="mention_created_idx")]
+
+
 class Node(models.Model):
     """A running server process; rows of nodes that stop heartbeating are reaped."""
 
@@ -152,20 +217,26 @@ class Node(models.Model):
 
 
 class Online(models.Model):
-    """One row per signed-in name in the whole cluster: the unique key makes names unique."""
+    """One row per connection in the whole cluster. A guest's name is unique (one row per
+    key); an account may be online from several tabs and devices, one row each."""
 
-    key = models.CharField(max_length=NAME_MAX_CHARS, unique=True, help_text="Lower-cased name.")
+    key = models.CharField(max_length=NAME_MAX_CHARS, help_text="Lower-cased name.")
     name = models.CharField(max_length=NAME_MAX_CHARS)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     node = models.ForeignKey(Node, on_delete=models.CASCADE)
-    sid = models.CharField(max_length=64, db_index=True)
+    sid = models.CharField(max_length=64, unique=True)
     since = models.DateTimeField(default=timezone.now)
 
     class Meta:
         verbose_name_plural = "online"
+        constraints = [models.UniqueConstraint(fields=["key"], condition=models.Q(user__isnull=True),
+                                               name="online_guest_key_unique")]
+        indexes = [models.Index(fields=["key"], name="online_key_idx")]
 
 
 class Membership(models.Model):
-    """Who is in which room, on which node."""
+    """Which connection is in which room, on which node (online presence; an account's tabs
+    are a row each, counted once)."""
 
     room = models.CharField(max_length=64)
     name = models.CharField(max_length=NAME_MAX_CHARS)
@@ -173,7 +244,8 @@ class Membership(models.Model):
     sid = models.CharField(max_length=64, db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "name"], name="membership_room_name_unique")]
+        constraints = [models.UniqueConstraint(fields=["room", "sid"], name="membership_room_sid_unique")]
+        indexes = [models.Index(fields=["room", "name"], name="membership_room_name_idx")]
 
 
 class Ban(models.Model):

@@ -1,13 +1,17 @@
-"""Who may change what: the one function every door calls before a message is changed.
+"""Who may read a room and who may change what: `room_access`, the one function every
+door calls before a room is read, and `check_message_change` before a message is changed.
 
 Socket events (`edit`, `delete`) reach it through chat.roomlog's apply rules, and the
 Django admin's delete goes through the same rule with a staff actor, so a permission is
 decided in one place whatever the door. Runs in chat.store's workers (it may read the
 user table)."""
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from chat import protocol
+from chat import moderation, protocol
+from chat.models import DIRECT, MODERATOR, OWNER, PUBLIC, Room, RoomMember
 from chat.protocol import ProtocolError
 
 
@@ -31,3 +35,41 @@ def check_message_change(actor, message, now):
                             f"messages can be changed for {settings.CHAT_EDIT_WINDOW_SECS} seconds after sending")
     if not is_staff(actor.user_id):
         raise ProtocolError(protocol.FORBIDDEN, "only its author or staff may change this message")
+
+
+@dataclass(frozen=True)
+class Access:
+    """What `room_access` found: the room (None: no such room yet; joining a free name
+    creates a public room) and the reader's membership (None: not a member)."""
+
+    room: Room | None
+    member: RoomMember | None = None
+
+    @property
+    def role(self):
+        return None if self.member is None else self.member.role
+
+
+def room_access(room_name, reader_name, user_id):
+    """THE read check, made at every door: socket `join` (and so `since` and every live
+    event, which only joined connections receive on any node), `history`, the HTTP API,
+    `rooms`/`my_rooms` listings and member lists. A private or direct room opens only to
+    its member accounts; any room refuses a banned name."""
+    room = Room.objects.filter(name=room_name).first()
+    if room is None:
+        return Access(None)
+    member = RoomMember.objects.filter(room=room, user_id=user_id).first() if user_id is not None else None
+    if room.kind != PUBLIC and member is None:
+        raise ProtocolError(protocol.FORBIDDEN, f"{room_name} is open to its members only")
+    if reader_name and moderation.is_banned(room_name, reader_name):
+        raise ProtocolError(protocol.BANNED, f"you are banned from {room_name}")
+    return Access(room, member)
+
+
+def check_manage_members(actor, room, role):
+    """Adding and removing others, archiving: owners and moderators of the room, and staff.
+    Direct rooms have a fixed set of people."""
+    if room.kind == DIRECT:
+        raise ProtocolError(protocol.FORBIDDEN, "the people of a direct conversation cannot change")
+    if role not in (OWNER, MODERATOR) and not is_staff(actor.user_id):
+        raise ProtocolError(protocol.FORBIDDEN, "only the room's owners and moderators may do this")

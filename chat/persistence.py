@@ -23,8 +23,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat.models import Message, Reaction, Room, RoomEvent, reply_wire, wire_time
-from chat.protocol import INVALID_ROOM, MESSAGE_NOT_FOUND, ProtocolError
+from chat import mentions
+from chat.models import PUBLIC, Message, Reaction, Room, RoomEvent, RoomMember, reply_wire, wire_time
+from chat.protocol import INVALID_ROOM, MESSAGE_NOT_FOUND, ROOM_ARCHIVED, ProtocolError
 from chat.roomlog import number
 
 REPLY_EXCERPT_CHARS = 100
@@ -44,6 +45,7 @@ class Draft:
 class Posted:
     message: dict  # wire Message
     created: bool  # False when a repeated nonce returned the stored message
+    notify: frozenset = frozenset()  # account ids it mentions (chat.mentions), to tell
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Snapshot:
     events: list = ()  # room events after `since`, oldest first
     next: int | None = None  # truncated: the `since` that continues
     topic: str = ""
+    kind: str = PUBLIC
+    archived: bool = False
 
 
 def room_exists(name):
@@ -93,7 +97,11 @@ class SQL:
     room = quote(Message._meta.get_field("room").column)
     author = quote("author")
     nonce = quote("nonce")
-    reserve = f"UPDATE {rooms} SET last_seq = last_seq + %s WHERE name = %s RETURNING id, last_seq"
+    reserve = (f"UPDATE {rooms} SET last_seq = last_seq + %s, message_count = message_count + %s, "
+               f"last_active_at = %s WHERE name = %s AND archived_at IS NULL RETURNING id, last_seq, message_count")
+    members = quote(RoomMember._meta.db_table)
+    read_own = (f"UPDATE {members} SET last_read = %s, read_count = %s, mentions = 0 "
+                f"WHERE room_id = %s AND user_id = %s AND last_read < %s")
     parents = (f"SELECT seq, author, text FROM {table} WHERE {room} = %s AND seq = %s AND deleted_at IS NULL")
     count_reply = f"UPDATE {table} SET replies = replies + 1 WHERE {room} = %s AND seq = %s RETURNING replies"
 
@@ -120,11 +128,19 @@ class MessageInsert:
 INSERT = MessageInsert()
 
 
-def _reserve_seqs(cursor, room_name, count):
-    """Lock the room row and reserve `count` ids; returns (room_id, first_id) or None."""
-    cursor.execute(SQL.reserve, [count, room_name])
+def _reserve_seqs(cursor, room_name, count, stamp=None):
+    """Lock the room row and reserve `count` ids for messages; returns (room_id, first_id,
+    first ordinal) or None (no such room, or archived)."""
+    cursor.execute(SQL.reserve, [count, count, stamp or connection.ops.adapt_datetimefield_value(timezone.now()),
+                                 room_name])
     row = cursor.fetchone()
-    return None if row is None else (row[0], row[1] - count + 1)
+    return None if row is None else (row[0], row[1] - count + 1, row[2] - count + 1)
+
+
+def _refusal(room_name):
+    if Room.objects.filter(name=room_name).exists():
+        return ProtocolError(ROOM_ARCHIVED, f"{room_name} is archived: it is read-only")
+    return ProtocolError(INVALID_ROOM, f"room {room_name} does not exist")
 
 
 def _split_repeats(drafts, stored):
@@ -168,21 +184,38 @@ def _commit_posts(drafts):
         rows = []
         for room_name in sorted(fresh):
             drafts_here, parents = _without_bad_replies(cursor, room_name, fresh[room_name], results)
-            reserved = _reserve_seqs(cursor, room_name, len(drafts_here)) if drafts_here else None
+            reserved = _reserve_seqs(cursor, room_name, len(drafts_here), stamp) if drafts_here else None
             for offset, (index, draft) in enumerate(drafts_here):
                 if reserved is None:
-                    results[index] = ProtocolError(INVALID_ROOM, f"room {room_name} does not exist")
+                    results[index] = _refusal(room_name)
                     continue
-                room_id, seq = reserved[0], reserved[1] + offset
+                room_id, seq, ordinal = reserved[0], reserved[1] + offset, reserved[2] + offset
                 wire = {"id": seq, "room": room_name, "user": draft.author, "account": draft.user_id is not None,
                         "text": draft.text, "ts": ts}
                 reply = _reply(cursor, room_id, draft, parents[draft.reply_to], wire) if draft.reply_to is not None else {}
+                if draft.user_id is not None:  # your own message is read
+                    cursor.execute(SQL.read_own, [seq, ordinal, room_id, draft.user_id, seq])
+                notify, named = _mentions(room_id, room_name, seq, draft, wire)
                 rows.append(INSERT.row(room_id=room_id, seq=seq, author=draft.author, user_id=draft.user_id,
-                                       text=draft.text, created_at=stamp, nonce=draft.nonce, **reply))
-                results[index] = Posted(wire, created=True)
+                                       text=draft.text, created_at=stamp, nonce=draft.nonce, ordinal=ordinal,
+                                       mentions=named, **reply))
+                results[index] = Posted(wire, created=True, notify=notify)
         if rows:
             cursor.executemany(INSERT.sql, rows)
     return [Posted(results[r].message, created=False) if isinstance(r, int) else r for r in results]
+
+
+MENTIONS_JSON = Message._meta.get_field("mentions")
+
+
+def _mentions(room_id, room_name, seq, draft, wire):
+    """Resolve and record the draft's mentions (chat.mentions); (ids to notify, JSON column)."""
+    resolved = mentions.resolve(room_id, room_name, draft.user_id, draft.text)
+    if not resolved.names:
+        return frozenset(), None
+    wire["mentions"] = resolved.names
+    return mentions.record(room_id, seq, draft.user_id, resolved), MENTIONS_JSON.get_db_prep_save(resolved.names,
+                                                                                                   connection)
 
 
 def _without_bad_replies(cursor, room_name, drafts, results):
@@ -219,14 +252,20 @@ def _reply(cursor, room_id, draft, parent, wire):
 
 
 def _wire(rows, room_name, viewer=None):
-    """Messages in their current state; `viewer`'s reactions marked `me`."""
+    """Messages in their current state; `viewer`'s reactions marked `me`, and `mention` on
+    the messages that mention the viewer."""
     mine = defaultdict(set)
     with_reactions = [m.pk for m in rows if m.reactions]
     if viewer is not None and with_reactions:
         for message_pk, emoji in Reaction.objects.filter(message_id__in=with_reactions, user=viewer) \
                 .values_list("message_id", "emoji"):
             mine[message_pk].add(emoji)
-    return [m.to_wire(room_name, mine.get(m.pk, ())) for m in rows]
+    wires = [m.to_wire(room_name, mine.get(m.pk, ())) for m in rows]
+    if viewer is not None:
+        for wire in wires:
+            if mentions.mentions_reader(wire, viewer):
+                wire["mention"] = True
+    return wires
 
 
 def _live(room_name):
@@ -267,14 +306,17 @@ def snapshot(room_name, since, upto, recent, limit, viewer=None):
     number), or with `since` the stream after it, at most `limit` of each kind (then
     `truncated`, and `next` is the `since` that continues)."""
     with transaction.atomic():  # one consistent read on SQLite and PostgreSQL alike
-        last_seq, topic = Room.objects.filter(name=room_name).values_list("last_seq", "topic").first() or (0, "")
+        last_seq, topic, kind, archived_at = (Room.objects.filter(name=room_name)
+                                              .values_list("last_seq", "topic", "kind", "archived_at").first()
+                                              or (0, "", PUBLIC, None))
+        about = {"topic": topic, "kind": kind, "archived": archived_at is not None}
         upto = last_seq if upto is None else upto
         if since is None:
             rows = list(_live(room_name).filter(seq__lte=upto).order_by("-seq")[:recent])[::-1]
-            return Snapshot(_wire(rows, room_name, viewer), upto, truncated=False, events=[], topic=topic)
+            return Snapshot(_wire(rows, room_name, viewer), upto, truncated=False, events=[], **about)
         messages, events, covered = stream_page(room_name, since, upto, limit, viewer)
     truncated = covered < upto
-    return Snapshot(messages, upto, truncated, events, next=covered if truncated else None, topic=topic)
+    return Snapshot(messages, upto, truncated, events, next=covered if truncated else None, **about)
 
 
 def last_ids(room_names):
@@ -300,7 +342,12 @@ def messages_before(room_name, before, limit, viewer=None):
     return _wire(list(rows.order_by("-seq")[:limit])[::-1], room_name, viewer)
 
 
-def most_active_rooms(limit):
-    """Names of the `limit` rooms with the highest message ids, then by name: a range of the
-    room_last_seq index (0004_room_indexes), never a sort of every room."""
-    return list(Room.objects.order_by("-last_seq", "name").values_list("name", flat=True)[:limit])
+def most_active_rooms(limit, prefix=""):
+    """Names of the `limit` public, unarchived rooms most recently posted in (a room that
+    was only joined once sinks below every room in use), optionally those whose name starts
+    with `prefix`: a range of the partial index room_public_active_idx, never a sort of
+    every room."""
+    rooms = Room.objects.filter(kind=PUBLIC, archived_at__isnull=True)
+    if prefix:
+        rooms = rooms.filter(name__startswith=prefix)
+    return list(rooms.order_by("-last_active_at", "name").values_list("name", flat=True)[:limit])

@@ -7,45 +7,39 @@ CHAT_MAX_ROOMS_PER_CONNECTION.
 from collections import defaultdict
 
 
-class NameTaken(Exception):
-    pass
-
-
 class Presence:
     def __init__(self):
         self._name_by_sid = {}
-        self._sid_by_name = {}
+        self._sids_by_name = defaultdict(set)  # an account may be here from several connections
         self._rooms_by_sid = defaultdict(set)
         self._members_by_room = defaultdict(set)
 
     # -- names ----------------------------------------------------------------------------
-    def claim(self, sid, name, takeover=False):
-        """Bind `name` to `sid`. Returns the sid that held the name before (when taken over)."""
-        key = name.lower()
-        previous = self._sid_by_name.get(key)
-        if previous is not None and previous != sid and not takeover:
-            raise NameTaken(name)
-        self._sid_by_name[key] = sid
+    def claim(self, sid, name):
+        """Bind `name` to `sid` (the directory decided that it may have it)."""
+        self._sids_by_name[name.lower()].add(sid)
         self._name_by_sid[sid] = name
-        return previous if previous != sid else None
 
     def name_of(self, sid):
         return self._name_by_sid.get(sid)
 
-    def sid_of(self, name):
-        return self._sid_by_name.get(name.lower())
+    def sids_of(self, name):
+        return set(self._sids_by_name.get(name.lower(), ()))
 
     def is_online(self, name):
-        return name.lower() in self._sid_by_name
+        return name.lower() in self._sids_by_name
 
     def release(self, sid):
-        """Forget `sid`; returns (name, rooms it was in). The name is freed unless taken over."""
+        """Forget `sid`; returns (name, rooms it was in)."""
         name = self._name_by_sid.pop(sid, None)
         rooms = self._rooms_by_sid.pop(sid, set())
         for room in rooms:
             self._discard_member(room, sid)
-        if name is not None and self._sid_by_name.get(name.lower()) == sid:
-            del self._sid_by_name[name.lower()]
+        if name is not None:
+            sids = self._sids_by_name.get(name.lower(), set())
+            sids.discard(sid)
+            if not sids:
+                self._sids_by_name.pop(name.lower(), None)
         return name, sorted(rooms)
 
     # -- rooms ----------------------------------------------------------------------------
@@ -83,8 +77,11 @@ class Presence:
         return len(self._members_by_room.get(room, ()))
 
     def members(self, room, limit):
-        names = sorted(self._name_by_sid[sid] for sid in self._members_by_room.get(room, ()))
+        names = sorted({self._name_by_sid[sid] for sid in self._members_by_room.get(room, ())})
         return names[:limit]
+
+    def sids_in(self, room):
+        return set(self._members_by_room.get(room, ()))
 
     def room_counts(self):
         return {room: len(sids) for room, sids in self._members_by_room.items()}

@@ -44,6 +44,13 @@ MESSAGE_NOT_FOUND = "message_not_found"
 EDIT_WINDOW_CLOSED = "edit_window_closed"
 INVALID_EMOJI = "invalid_emoji"
 TOO_MANY_REACTIONS = "too_many_reactions"
+GUESTS_DISABLED = "guests_disabled"
+ACCOUNT_REQUIRED = "account_required"
+ROOM_EXISTS = "room_exists"
+ROOM_ARCHIVED = "room_archived"
+ROOM_FULL = "room_full"
+USER_NOT_FOUND = "user_not_found"
+TOO_MANY_PEOPLE = "too_many_people"
 
 
 class ProtocolError(Exception):
@@ -199,11 +206,6 @@ def parse_ban(data):
     return room_name(data.get("room")), account_name(data.get("user")), storable(reason, "reason")
 
 
-def parse_rooms(data):
-    if data is not None:
-        object_payload(data)
-
-
 def parse_auth(auth):
     """Return (name, token) from the Socket.IO `auth` object; either may be None."""
     if auth is None:
@@ -216,3 +218,50 @@ def parse_auth(auth):
     if name is not None:
         name = user_name(name)
     return name, token
+
+
+@dataclass(frozen=True)
+class CreateRoomRequest:
+    room: str
+    kind: str
+
+
+def parse_create_room(data):
+    data = object_payload(data)
+    kind = data.get("kind", "private")
+    if kind not in ("private", "public"):
+        raise ProtocolError(INVALID_PAYLOAD, "kind must be private or public")
+    return CreateRoomRequest(room_name(data.get("room")), kind)
+
+
+def parse_open_dm(data, most):
+    """The other people of a direct conversation: 1 to `most` - 1 usernames."""
+    users = object_payload(data).get("users")
+    if not isinstance(users, list) or not users or not all(isinstance(u, str) for u in users):
+        raise ProtocolError(INVALID_PAYLOAD, "users must be a non-empty list of usernames")
+    if len(users) >= most:
+        raise ProtocolError(TOO_MANY_PEOPLE, f"at most {most} people in a direct conversation, you included")
+    return [account_name(user) for user in users]
+
+
+def parse_mark_read(data):
+    data = object_payload(data)
+    return room_name(data.get("room")), message_id(data, "id", required=True)
+
+
+def parse_mute(data):
+    data = object_payload(data)
+    muted = data.get("muted")
+    if not isinstance(muted, bool):
+        raise ProtocolError(INVALID_PAYLOAD, "muted must be true or false")
+    return room_name(data.get("room")), muted
+
+
+def parse_room_search(data):
+    """`rooms {query}`: an optional room-name prefix."""
+    if data is None:
+        return ""
+    query = object_payload(data).get("query", "")
+    if not isinstance(query, str) or len(query) > 64:
+        raise ProtocolError(INVALID_PAYLOAD, "query must be a string of at most 64 characters")
+    return query.strip().lower()

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chat import permissions, protocol
+from chat import members, mentions, permissions, protocol
 from chat.models import Message, Reaction, Room, RoomEvent, wire_time
 from chat.protocol import ProtocolError
 
@@ -51,12 +51,22 @@ class Change:
     message_id: int | None = None
     text: str | None = None  # an edit's new text, a topic
     emoji: str | None = None
+    user: str | None = None  # membership kinds: whom it concerns (None: the actor)
+    role: str | None = None  # set by the server's own code only (room creation): no permission check
+    flag: bool | None = None  # archive: archived or not
 
 
 @dataclass(frozen=True)
 class Outcome:
     data: dict  # the wire payload beyond {room, seq, kind}
     previous_text: str | None = None  # kept for the admin's history, never sent
+    notify: frozenset = frozenset()  # accounts an edit newly mentions
+
+
+class Committed(dict):
+    """A committed event's wire form; `notify` (never sent): the accounts it newly mentions."""
+
+    notify = frozenset()
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,11 @@ class Kind:
     parse: object = field(repr=False)
     apply: object = field(repr=False)
     targets_message: bool = True
+    # Its results go to the account channels too (chat.services.conversations).
+    membership: bool = False
+    # Asked by members of the room's socket room only; managing members and archiving are
+    # decided by the role (chat.permissions), wherever the asker is.
+    needs_join: bool = True
 
 
 # -- validators -----------------------------------------------------------------------------
@@ -107,16 +122,45 @@ def parse_topic(data, limits):
     return Change("topic", protocol.room_name(data.get("room")), text=protocol.storable(topic, "topic").strip())
 
 
+def _member_change(kind):
+    def parse(data, limits):
+        data = protocol.object_payload(data)
+        return Change(kind, protocol.room_name(data.get("room")), user=protocol.account_name(data.get("user")))
+    return parse
+
+
+def parse_archive(data, limits):
+    data = protocol.object_payload(data)
+    archived = data.get("archived", True)
+    if not isinstance(archived, bool):
+        raise ProtocolError(protocol.INVALID_PAYLOAD, "archived must be true or false")
+    return Change("archive", protocol.room_name(data.get("room")), flag=archived)
+
+
+def _no_request(data, limits):
+    raise ProtocolError(protocol.UNKNOWN_EVENT, "not a request")
+
+
+def _outcome(apply):
+    """Adapt an apply rule of chat.members (it returns the payload dict, or None)."""
+    def wrapped(room, message, actor, change):
+        data = apply(room, actor, change)
+        return None if data is None else Outcome(data)
+    return wrapped
+
+
 # -- apply rules ----------------------------------------------------------------------------
 def _apply_edit(room, message, actor, change):
     permissions.check_message_change(actor, message, timezone.now())
     if change.text == message.text:
         return None
     previous = message.text
-    message.text, message.edited_at = change.text, timezone.now()
-    message.save(update_fields=["text", "edited_at"])
+    resolved = mentions.resolve(room.pk, room.name, message.user_id, change.text)
+    notify = mentions.record(room.pk, message.seq, message.user_id, resolved)  # only mentions this edit adds
+    message.text, message.edited_at, message.mentions = change.text, timezone.now(), resolved.names or None
+    message.save(update_fields=["text", "edited_at", "mentions"])
     return Outcome({"id": message.seq, "text": message.text, "edited_at": wire_time(message.edited_at),
-                    "user": actor.name}, previous_text=previous)
+                    "user": actor.name, "mentions": resolved.names}, previous_text=previous, notify=notify)
 
 
 def _apply_delete(room, message, actor, change):
@@ -195,6 +239,14 @@ KINDS = {
     "react": Kind("react", "reaction", "react", _reaction("react"), _apply_react),
     "unreact": Kind("unreact", "reaction", "react", _reaction("unreact"), _apply_unreact),
     "topic": Kind("set_topic", "topic", "topic", parse_topic, _apply_topic, targets_message=False),
+    # Membership (chat.members): `join` is made by `join` itself and by room creation.
+    "join": Kind(None, "member", "join", _no_request, _outcome(members.apply_join), False, True),
+    "invite": Kind("add_member", "member", "members", _member_change("invite"), _outcome(members.apply_invite),
+                   False, True, False),
+    "remove": Kind("remove_member", "member", "members", _member_change("remove"), _outcome(members.apply_remove),
+                   False, True, False),
+    "archive": Kind("archive_room", "room_archived", "members", parse_archive, _outcome(members.apply_archive),
+                    False, False, False),
 }
 
 
@@ -220,6 +272,8 @@ def commit(change, actor):
         room = Room.objects.select_for_update().filter(name=change.room).first()
         if room is None:
             raise ProtocolError(protocol.INVALID_ROOM, f"room {change.room} does not exist")
+        if room.archived_at is not None and change.kind not in ("archive", "remove"):
+            raise ProtocolError(protocol.ROOM_ARCHIVED, f"{room.name} is archived: it is read-only")
         message = live_message(room, change.message_id) if kind.targets_message else None
         outcome = kind.apply(room, message, actor, change)
         if outcome is None:
@@ -229,7 +283,9 @@ def commit(change, actor):
         RoomEvent.objects.create(room=room, seq=seq, kind=change.kind, actor=actor.name, user_id=actor.user_id,
                                  message_seq=change.message_id, data=outcome.data,
                                  previous_text=outcome.previous_text)
-    return {"room": room.name, "seq": seq, "kind": change.kind, **outcome.data}
+    event = Committed({"room": room.name, "seq": seq, "kind": change.kind, **outcome.data})
+    event.notify = outcome.notify
+    return event
 
 
 def live_message(room, message_id):

@@ -95,8 +95,9 @@ class Store:
         return self._submit(self._reads if self._concurrent_writes else self._writes, _Call(fn, args))
 
     def commit_event(self, fn, *args):
-        """Commit a room event (chat.roomlog) as a write; once committed it joins the
-        delivery queue, after the messages committed before it by this writer."""
+        """Commit room events (chat.roomlog; `fn` returns one event, None, or an object with
+        `.events`) as a write; once committed they join the delivery queue, after the
+        messages committed before them by this writer."""
         return self._submit(self._reads if self._concurrent_writes else self._writes, _Call(fn, args, delivers=True))
 
     def post(self, draft):
@@ -132,8 +133,9 @@ class Store:
     def _run_call(self, job):
         try:
             outcome = job.fn(*job.args)
-            if job.delivers and outcome is not None:
-                self._deliveries.put([outcome])  # waits only while CHAT_DELIVERY_QUEUE batches wait
+            events = self._events_of(outcome) if job.delivers else None
+            if events:
+                self._deliveries.put(events)  # waits only while CHAT_DELIVERY_QUEUE batches wait
             job.result.set(outcome)
         except ProtocolError as exc:
             job.result.set(exc)
@@ -142,6 +144,13 @@ class Store:
         except Exception as exc:  # a bug: answer the caller, keep the worker alive
             log.exception("database job %s failed", getattr(job.fn, "__name__", job.fn))
             job.result.set(exc)
+
+    @staticmethod
+    def _events_of(outcome):
+        """A delivering job returns None, one committed event, or something with `.events`."""
+        if outcome is None:
+            return None
+        return list(getattr(outcome, "events", None) or []) if not isinstance(outcome, dict) else [outcome]
 
     def _write_loop(self):
         while True:

@@ -13,13 +13,14 @@ from functools import lru_cache
 import greenlet
 import prometheus_client
 from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
 from django.db import DatabaseError
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from chat import directory, persistence, protocol, server, services
+from chat import directory, permissions, persistence, protocol, server, services
 from chat.protocol import ProtocolError
 
 
@@ -45,17 +46,32 @@ def api_get(view):
 
 @require_GET
 def index(request):
-    return render(request, "chat/index.html")
+    """Guests get the name and room chooser; an account gets the app with no room shown."""
+    if request.user.is_authenticated:
+        return _app(request, "")
+    return render(request, "chat/index.html", {"guests_allowed": settings.CHAT_GUESTS})
 
 
 @require_GET
 def room_page(request, room):
-    return render(request, "chat/room.html", {"room": room})
+    """The app with `room` shown (static/js/app.js switches rooms without coming back here)."""
+    if not settings.CHAT_GUESTS and not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    return _app(request, room)
+
+
+def _app(request, room):
+    return render(request, "chat/room.html", {"room": room, "max_rooms": settings.CHAT_MAX_ROOMS_PER_CONNECTION})
 
 
 @api_get
 def api_rooms(request):
-    return JsonResponse(protocol.ok(rooms=directory.rooms_with_counts(settings.CHAT_ROOMS_LISTED)))
+    """Public rooms, most recently active first; `?q=` searches names by prefix."""
+    try:
+        query = protocol.parse_room_search({"query": request.GET.get("q", "")})
+    except ProtocolError as exc:
+        return _json_error(exc.code, exc.message, 400)
+    return JsonResponse(protocol.ok(rooms=directory.rooms_with_counts(settings.CHAT_ROOMS_LISTED, query)))
 
 
 @api_get
@@ -65,7 +81,12 @@ def api_messages(request, room):
         page = protocol.parse_history(query, settings.CHAT_HISTORY, settings.CHAT_PAGE_MAX)
     except ProtocolError as exc:
         return _json_error(exc.code, exc.message, 400)
-    if not persistence.room_exists(room):
+    user = request.user if request.user.is_authenticated else None
+    try:  # the same check as every other door (a session's account; anyone else is a guest)
+        access = permissions.room_access(room, user.get_username() if user else "", user.pk if user else None)
+    except ProtocolError as exc:
+        return _json_error(exc.code, exc.message, 403)
+    if access.room is None:
         return _json_error(protocol.INVALID_ROOM, f"no room named {room}", 404)
     return JsonResponse(protocol.ok(room=room, messages=persistence.messages_before(room, page.before, page.limit)))
 

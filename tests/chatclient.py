@@ -12,7 +12,8 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-STREAM_EVENTS = ("message", "message_edited", "message_deleted", "reaction", "topic")  # numbered, in order
+STREAM_EVENTS = ("message", "message_edited", "message_deleted", "reaction", "topic", "member",
+                 "room_archived")  # numbered, in order
 
 
 class ChatClient:

@@ -203,3 +203,15 @@ class FreezableProxy:
                 sock.close()
             except OSError:
                 pass
+
+
+def shell_in_fresh_database(sqlite_template, backend, script):
+    """Run `script` in `manage.py shell` on a fresh migrated database of `backend`
+    ("sqlite" or "postgresql", dropped afterwards); returns its output."""
+    from tests.serverproc import manage
+
+    if backend == "sqlite":
+        return manage(sqlite_template.fresh_url(), "shell", "-c", script)
+    require_postgres()
+    with PostgresDatabase() as database:
+        return manage(database.url, "shell", "-c", script)

@@ -15,6 +15,8 @@ class RoomState:
         self.me = me
         self.messages = {}  # id -> Message
         self.topic = ""
+        self.members = set()  # accounts, from the membership events seen
+        self.archived = False
         self.resume = 0  # the highest number seen in the stream
 
     def load(self, ack, since=None):
@@ -78,6 +80,17 @@ class RoomState:
 
     def _topic(self, e, fresh):
         self.topic = e["topic"]
+
+    def _membership(self, e, fresh):
+        if e["action"] in ("joined", "added"):
+            self.members.add(e["user"])
+        else:
+            self.members.discard(e["user"])
+
+    _join = _invite = _remove = _membership
+
+    def _archive(self, e, fresh):
+        self.archived = e["archived"]
 
     def view(self, with_me=True):
         """Messages in id order, normalised (no empty `reactions`, no zero `replies`)."""

@@ -308,7 +308,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from chat import directory
 from chat.models import Membership, Node, Room
-Room.objects.bulk_create([Room(name=f"r{i}", last_seq=i % 977) for i in range(20000)], batch_size=2000)
+import datetime
+start = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+Room.objects.bulk_create([Room(name=f"r{i}", last_seq=i % 977, last_active_at=start + datetime.timedelta(seconds=i % 977))
+                          for i in range(20000)], batch_size=2000)
 node = Node.objects.create(id="n1")
 Membership.objects.bulk_create([Membership(room=f"r{i % 20000}", name=f"u{i}", node=node, sid=f"s{i}")
                                 for i in range(100000)], batch_size=5000)
@@ -330,22 +333,16 @@ def test_the_room_list_reads_index_ranges_not_every_room(sqlite_template, backen
     """Point 9: `rooms` and /api/rooms/ sorted every room by an unindexed last_seq and
     grouped every membership. Now both are index lookups bounded by CHAT_ROOMS_LISTED: the
     two queries chat.directory.rooms_with_counts runs are captured and explained."""
-    from tests.cluster import PostgresDatabase, require_postgres
-    from tests.serverproc import manage
+    from tests.cluster import shell_in_fresh_database
 
-    if backend == "sqlite":
-        plans = manage(sqlite_template.fresh_url(), "shell", "-c", EXPLAIN_ROOM_LIST)
-    else:
-        require_postgres()
-        with PostgresDatabase() as database:
-            plans = manage(database.url, "shell", "-c", EXPLAIN_ROOM_LIST)
+    plans = shell_in_fresh_database(sqlite_template, backend, EXPLAIN_ROOM_LIST)
     rooms = next(line for line in plans.splitlines() if line.startswith("ROOMS:"))
     counts = next(line for line in plans.splitlines() if line.startswith("COUNTS:"))
-    assert "room_last_seq_idx" in rooms and "TEMP B-TREE" not in rooms and "Sort" not in rooms, rooms
+    assert "room_public_active_idx" in rooms and "TEMP B-TREE" not in rooms and "Sort" not in rooms, rooms
     assert "Seq Scan" not in counts and "SCAN chat_membership" not in counts, counts
 
 
-def test_the_room_list_puts_occupied_rooms_first_among_the_most_active(start_server, clients):
+def test_the_room_list_puts_occupied_rooms_first_among_the_most_recently_active(start_server, clients):
     server = start_server(CHAT_RATE_LIMITS="off", CHAT_ROOMS_LISTED=3)
     a, b = clients(server.url).connect(name="lister-a"), clients(server.url).connect(name="lister-b")
     for room, count in (("busiest", 3), ("busy", 2), ("quiet", 1), ("oldest", 0)):
@@ -354,7 +351,8 @@ def test_the_room_list_puts_occupied_rooms_first_among_the_most_active(start_ser
             a.send(room, f"{room} {i}")
         a.call("leave", {"room": room})
     b.join("quiet")
-    expected = [{"name": "quiet", "members": 1}, {"name": "busiest", "members": 0}, {"name": "busy", "members": 0}]
+    # by the last post: quiet, busy, busiest (oldest never had one), then people online first
+    expected = [{"name": "quiet", "members": 1}, {"name": "busy", "members": 0}, {"name": "busiest", "members": 0}]
     assert a.call("rooms")["rooms"] == expected
     assert requests.get(server.url + "/api/rooms/", timeout=10).json()["rooms"] == expected
 

@@ -110,7 +110,7 @@ def test_the_commit_path_insert_covers_every_column_of_the_model():
     via_orm = Message(room=via_fast_path.room, seq=2, author="amy", text="m1", created_at=via_fast_path.created_at)
     via_orm.save()
     for name in model_columns:
-        if name != "seq":
+        if name not in ("seq", "ordinal"):  # the room's counters, assigned by the commit path
             assert getattr(via_fast_path, name) == getattr(via_orm, name), name
 
 

@@ -1,5 +1,6 @@
 """What the chat does: connect, join, leave, post, room events (edits, deletions,
-reactions, topic), history, typing, rooms, bans.
+reactions, topic, membership), history, typing, rooms, bans, private rooms and direct
+messages, read markers and mentions.
 
 The only package that decides what clients are told. Room messages and room events are
 broadcast only after their commit: the store calls `messages_committed` once they are
@@ -11,7 +12,8 @@ membership checks) and `directory` (the cluster-wide truth in the database: uniq
 member lists and counts, reaping of dead nodes).
 
 The service is one object, `ChatService`, assembled from one part per concern:
-`nodes` (this node in the directory), `connections`, `rooms`, `messages` and `bans`;
+`nodes` (this node in the directory), `connections`, `rooms`, `messages`, `bans` and
+`conversations` (accounts' rooms, DMs, read markers);
 `base` holds the value types. The parts share the state set up in `ChatService.__init__`.
 """
 import logging
@@ -21,6 +23,7 @@ from chat.protocol import ProtocolError
 from chat.services.bans import Bans
 from chat.services.base import Connection, Limits, client_address
 from chat.services.connections import Connections
+from chat.services.conversations import Conversations
 from chat.services.messages import Messages
 from chat.services.nodes import NodeMembership
 from chat.services.rooms import Rooms
@@ -30,7 +33,7 @@ __all__ = ["ChatService", "Connection", "Limits", "client_address"]
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
 
 
-class ChatService(NodeMembership, Connections, Rooms, Messages, Bans):
+class ChatService(NodeMembership, Connections, Rooms, Messages, Bans, Conversations):
     """One per process: chat.events calls it, chat.server builds it."""
 
     def __init__(self, sio, bus, presence, store, feed, limits, node_id, limiter):
@@ -44,6 +47,12 @@ class ChatService(NodeMembership, Connections, Rooms, Messages, Bans):
         self._reregistering = False  # reaped while alive; cleared once every connection is back
         self._large_rooms = {}  # room -> cluster-wide count, while over presence_detail_max
         bus.on_control(self._on_control)
+
+    def _on_control(self, message):
+        """A bus control message, run on every node with members in its room."""
+        handler = {"ban": self._on_ban, "eject": self._on_eject}.get(message.get("kind"))
+        if handler is not None:
+            handler(message)
 
     def _name(self, sid):
         name = self.presence.name_of(sid)

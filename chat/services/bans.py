@@ -29,16 +29,13 @@ class Bans:
         worker: every node acts on it, from a greenlet of its own."""
         gevent.spawn(self.bus.publish_control, {"kind": "ban", "room": room, "name": name})
 
-    def _on_control(self, message):
-        if message.get("kind") != "ban":
-            return
-        room, sid = message["room"], self.presence.sid_of(message["name"])
-        if sid is None or not self.presence.is_member(sid, room):
-            return
-        name = self.presence.name_of(sid)
-        self._leave_here(sid, room)
-        self.sio.emit("banned", {"room": room, "message": f"you were banned from {room}"}, to=sid)
-        gevent.spawn(self._record_ban_leave, sid, room, name)
+    def _on_ban(self, message):
+        room = message["room"]
+        for sid in self.presence.sids_of(message["name"]) & self.presence.sids_in(room):
+            name = self.presence.name_of(sid)
+            self._leave_here(sid, room)
+            self.sio.emit("banned", {"room": room, "message": f"you were banned from {room}"}, to=sid)
+            gevent.spawn(self._record_ban_leave, sid, room, name)
 
     def _record_ban_leave(self, sid, room, name):
         try:

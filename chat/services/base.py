@@ -29,6 +29,11 @@ class Connection:
     address: str
 
 
+def account_channel(user_id):
+    """The Socket.IO room of every connection of one account, on every node."""
+    return f"u:{user_id}"
+
+
 def client_address(environ, trusted_proxies=None):
     """The client's address; behind trusted proxies, the last untrusted hop of X-Forwarded-For."""
     trusted = settings.CHAT_TRUSTED_PROXIES if trusted_proxies is None else trusted_proxies

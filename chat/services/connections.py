@@ -3,10 +3,11 @@ cap, name claims and takeovers in the directory, kicks, and the release on disco
 import logging
 
 import gevent
+from django.conf import settings
 
 from chat import directory, identity, protocol
 from chat.protocol import ProtocolError
-from chat.services.base import Connection, client_address
+from chat.services.base import Connection, account_channel, client_address
 
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
 
@@ -38,12 +39,14 @@ class Connections:
     def _sign_in(self, sid, environ, auth, address):
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
-        previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover)
+        previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover, who.user_id)
         if self._transport_gone(sid):  # it left while we waited: leave no ghost behind
             self._abandon_claim(sid, who.name, previous)
             raise ProtocolError(protocol.INTERNAL, "connection closed while connecting")
-        self.presence.claim(sid, who.name, takeover=True)
+        self.presence.claim(sid, who.name)
         self._connections[sid] = Connection(who, address)
+        if who.user_id is not None:  # the account's channel: its read markers, new rooms, mentions
+            self.sio.enter_room(sid, account_channel(who.user_id))
         if previous is not None and previous.sid != sid:
             self._kick(previous.sid, "replaced", "you connected from somewhere else")
         log.info("connect node=%s sid=%s addr=%s name=%s", self.node_id, sid, address, who.name)
@@ -80,6 +83,8 @@ class Connections:
             who = identity.read_token(token, self.limits.token_max_age_secs)
             if who.user_id is not None:
                 return self.store.read(identity.verify_account, who), True
+            if not settings.CHAT_GUESTS:
+                raise ProtocolError(protocol.GUESTS_DISABLED, "log in to chat here: guests are not admitted")
             self.store.read(identity.refuse_reserved, who.name)
             self._refuse_replacing_an_account(who.name)
             return who, True
@@ -88,6 +93,8 @@ class Connections:
         if user is not None:
             protocol.account_name(user.get_username())
             return identity.account(user), True
+        if not settings.CHAT_GUESTS:
+            raise ProtocolError(protocol.GUESTS_DISABLED, "log in to chat here: guests are not admitted")
         if name is None:
             raise ProtocolError(protocol.INVALID_NAME, "connect with auth {name} or {token}")
         self.store.read(identity.refuse_reserved, name)
@@ -97,8 +104,8 @@ class Connections:
         """An account renamed while online keeps its old name until it reconnects; a guest
         token for that name must not take it over. (Checked on this node, where the holder's
         account is known; elsewhere the reservation check is what protects accounts.)"""
-        holder = self._connections.get(self.presence.sid_of(name))
-        if holder is not None and holder.who.user_id is not None:
+        holders = [self._connections.get(sid) for sid in self.presence.sids_of(name)]
+        if any(holder is not None and holder.who.user_id is not None for holder in holders):
             raise ProtocolError(protocol.NAME_TAKEN, f"{name} is online with an account")
 
     def _kick(self, sid, code, message):

@@ -13,15 +13,24 @@ class Messages:
         self._require_member(sid, request.room)
         self._limit(sid, who.name, "send")
         draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce, request.reply_to)
-        return ok(message=self.store.post(draft).message)
+        posted = self.store.post(draft)
+        if posted.notify:
+            self.tell_mentioned(posted.message, posted.notify)
+        return ok(message=posted.message)
 
     def change(self, sid, change):
         """Every room event kind (chat.roomlog.KINDS): the member checks here, the kind's
         permission and apply rule in its commit; the event goes out like messages do."""
         who = self._who(sid)
-        self._require_member(sid, change.room)
-        self._limit(sid, who.name, roomlog.KINDS[change.kind].rule)
+        kind = roomlog.KINDS[change.kind]
+        if kind.needs_join:
+            self._require_member(sid, change.room)
+        self._limit(sid, who.name, kind.rule)
         event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
+        if event is not None and kind.membership:
+            self.membership_changed(event)
+        if event is not None and event.notify:
+            self.tell_mentioned(event, event.notify)
         return ok(event=event)
 
     def messages_committed(self, messages):
@@ -30,9 +39,11 @@ class Messages:
         self.bus.publish_room_messages(messages)
 
     def history(self, sid, request):
-        name = self._name(sid)
-        self._limit(sid, name, "history")
-        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, name)
+        who = self._who(sid)
+        self._limit(sid, who.name, "history")
+        if self._check_readable(who, request.room).room is None:
+            return ok(messages=[])
+        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, who.name)
         return ok(messages=rows)
 
     def typing(self, sid, room, active):
@@ -47,6 +58,7 @@ class Messages:
         """Members of `room`: this node's, or the cluster's count when this node last saw it large."""
         return max(self.presence.count(room), self._large_rooms.get(room, 0))
 
-    def rooms(self, sid):
+    def rooms(self, sid, query=""):
+        """The public room list: most recently active first, capped, searchable by name."""
         self._limit(sid, self._name(sid), "rooms")
-        return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed))
+        return ok(rooms=self.store.read(directory.rooms_with_counts, self.limits.rooms_listed, query))

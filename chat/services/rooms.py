@@ -4,7 +4,8 @@ import logging
 
 import gevent
 
-from chat import directory, moderation, persistence, protocol
+from chat import directory, members, permissions, persistence, protocol, roomlog
+from chat.models import OWNER
 from chat.protocol import ProtocolError, ok
 
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
@@ -14,21 +15,20 @@ class Rooms:
     """Part of ChatService (chat/services/__init__.py); shares its state."""
 
     def join(self, sid, request):
-        room, name = request.room, self._name(sid)
+        who = self._who(sid)
+        room, name = request.room, who.name
         if request.since is None or not self.limiter.continues(sid, ("join", room, request.since)):
             self._limit(sid, name, "join")  # the next page of a truncated catch-up is free
         already = self.presence.is_member(sid, room)
         if not already and len(self.presence.rooms_of(sid)) >= self.limits.rooms_per_connection:
             raise ProtocolError(protocol.TOO_MANY_ROOMS,
                                 f"at most {self.limits.rooms_per_connection} rooms per connection")
-        if not already and self.store.read(moderation.is_banned, room, name):
-            raise ProtocolError(protocol.BANNED, f"you are banned from {room}")
-        if not already and not self.store.read(persistence.room_exists, room):
-            self._create_room(sid, name, room)
+        if not already:
+            self._open(sid, who, room)
         if not already:  # the directory first: after entering, nothing may wait before the ack
             self.store.write(directory.enter, self.node_id, sid, name, room)
         try:
-            count, members = self.store.read(directory.roster, room, self.limits.members_listed)
+            count, listed = self.store.read(directory.roster, room, self.limits.members_listed)
             snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
                                    enter=lambda: self._enter_here(sid, room), viewer=name)
         except ProtocolError:
@@ -43,16 +43,29 @@ class Rooms:
                 self.limiter.allow_continuation(sid, ("join", room, snap.messages[-1]["id"]))
         if snap.truncated and not already:
             self._forget_membership(sid, room)  # not a member until the catch-up completes
-            count, members = count - 1, [m for m in members if m != name]
+            count, listed = count - 1, [m for m in listed if m != name]
         elif not already:
             self._announce(room, name, "join", count)
         # From the enter() inside admit to this return nothing yields, so the ack is queued
         # before any live message of the room: history first, then live, on the wire too.
-        reply = ok(room=room, history=snap.messages, events=list(snap.events), members=members, count=count,
-                   topic=snap.topic)
+        reply = ok(room=room, history=snap.messages, events=list(snap.events), members=listed, count=count,
+                   topic=snap.topic, kind=snap.kind, archived=snap.archived)
         if snap.truncated:
             reply["truncated"], reply["next"] = True, snap.next
+        if who.user_id is not None:  # the account's membership: kind, role, read marker, unread
+            reply["member"] = self.store.read(members.entry, room, who.user_id)
         return reply
+
+    def _open(self, sid, who, room):
+        """Before joining: chat.permissions.room_access (private rooms, bans); a free name
+        becomes a public room; an account joining a public room becomes a member of it."""
+        access = self.store.read(permissions.room_access, room, who.name, who.user_id)
+        created = access.room is None and self._create_room(sid, who.name, room)
+        if who.user_id is not None and access.member is None:
+            change = roomlog.Change("join", room, role=OWNER if created else None)
+            event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
+            if event is not None:
+                self.membership_changed(event)
 
     def _create_room(self, sid, name, room):
         """Joining creates a room, within the name's and the address's quotas (CHAT_ROOM_CREATES)."""
@@ -61,6 +74,8 @@ class Rooms:
         self.limiter.check_room_create(name, address)
         if self.store.write(persistence.create_room, room):  # not when another join made it first
             self.limiter.charge_room_create(name, address)
+            return True
+        return False
 
     def _forget_membership(self, sid, room):
         """Undo a join that did not complete (before any announcement was made)."""
