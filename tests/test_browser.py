@@ -481,6 +481,40 @@ def test_replaced_connection_and_bad_token(chat_server, open_page):
         w.assert_clean()
 
 
+def test_a_guest_keeps_the_rooms_of_this_session_in_the_list(chat_server, open_page, clients):
+    """Issue 16: a guest's list holds the public rooms opened in this tab's session, switches
+    between them in the page, counts unread messages of the room not shown, and closes them."""
+    base, first, second = chat_server.url, f"ui-g1-{uid()}", f"ui-g2-{uid()}"
+    name = f"gus_{uid()[:6]}"
+    g = open_page()
+    enter_directly(g, base, name, first)
+    expect(g.page.locator("#nav-dms-group")).to_be_hidden()  # no direct messages for guests
+    g.page.click("#browse-open")
+    g.page.fill("#browse-query", second)
+    g.page.press("#browse-query", "Enter")
+    g.page.wait_for_url(f"{base}/r/{second}/")
+    wait_joined(g, name)
+    expect(g.page.locator("#nav-rooms .nav-item .nav-label")).to_have_text([f"#{second}", f"#{first}"])
+
+    other = clients(base).connect(name=f"oth_{uid()[:6]}")
+    other.join(first)
+    other.send(first, "for the guest")
+    badge = g.page.locator(f'#nav-rooms .nav-item[data-room="{first}"] .nav-unread')
+    expect(badge).to_have_text("1")
+    g.page.locator(f'#nav-rooms .nav-item[data-room="{first}"] a').click()
+    expect(messages_with_text(g, "for the guest")).to_have_count(1)
+    expect(badge).to_be_hidden()
+
+    g.page.reload()  # the list is the session's
+    wait_joined(g, name)
+    expect(g.page.locator("#nav-rooms .nav-item")).to_have_count(2)
+    g.page.get_by_role("button", name=f"Close #{second}").click()
+    expect(g.page.locator("#nav-rooms .nav-item .nav-label")).to_have_text([f"#{first}"])
+    other.join(second)
+    assert name not in other.join(second)["members"]  # closing left the room on the server
+    g.assert_clean()
+
+
 def test_logged_in_user(chat_server, open_page):
     base, room = chat_server.url, f"ui-user-{uid()}"
     username, password = f"ivy_{uid()[:6]}", "correct horse battery " + uid()
@@ -496,14 +530,18 @@ def test_logged_in_user(chat_server, open_page):
     w.page.click("#login-form button[type=submit]")
     w.page.wait_for_url(base + "/")
 
-    # The account name is used and cannot be edited.
-    expect(w.page.locator("#name")).to_have_value(username)
-    expect(w.page.locator("#name")).to_have_attribute("readonly", "")
-    w.page.fill("#room-input", room)
-    w.page.press("#room-input", "Enter")
-    w.page.wait_for_url(f"{base}/r/{room}/")
+    # An account's home is the app (issue 16): its conversations, no name to pick. A room is
+    # opened from "Browse rooms" (a name nobody uses creates it), in the same page.
+    expect(w.page.locator("#nav")).to_be_visible()
+    expect(w.page.locator(".account-name")).to_have_text(username)
     expect(w.page.locator("#name-panel")).to_be_hidden()
+    w.page.evaluate("window.stillThisPage = true")
+    w.page.click("#browse-open")
+    w.page.fill("#browse-query", room)
+    w.page.press("#browse-query", "Enter")
+    w.page.wait_for_url(f"{base}/r/{room}/")
     wait_joined(w, username)
+    assert w.page.evaluate("window.stillThisPage") is True  # no page load
 
     # Guests cannot take a registered name.
     guest.page.goto(f"{base}/r/{room}/")

@@ -65,6 +65,7 @@
       li.dataset.id = String(m.id);
       li.dataset.user = m.user;
       li.classList.toggle('mine', !!m.user && m.user === o.myName());
+      li.classList.toggle('mentions-me', !!o.mentionsMe && o.mentionsMe(m));
       if (tapToFocus) li.tabIndex = -1;
       li.querySelector('.message-user').textContent = m.user;
       // a guest `amy` is not the account `amy` (docs/PROTOCOL.md): only accounts have a badge
@@ -139,15 +140,17 @@
         if (!next || dayOf(next) !== node.dataset.day || (before && dayOf(before) === node.dataset.day)) node.remove();
       });
       prev = null;
+      var cut = false;   // the "new messages" line (static/js/unread.js) starts a new group
       Array.prototype.slice.call(list.children).forEach(function (li) {
         var m = messageOf(li), p = messageOf(prev);
-        if (!m) return;
+        if (!m) { cut = cut || li.classList.contains('unread-divider'); return; }
         if (!p || dayOf(p) !== dayOf(m)) {
           var before = li.previousElementSibling;
           if (before && isDivider(before)) before.textContent = dayLabel(m);   // "Today" after midnight
           else list.insertBefore(renderDivider(m), li);
         }
-        li.classList.toggle('grouped', !!p && sameGroup(p, m));
+        li.classList.toggle('grouped', !cut && !!p && sameGroup(p, m));
+        cut = false;
         prev = li;
       });
     }

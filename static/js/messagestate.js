@@ -4,7 +4,8 @@
  * seq), by the apply rules of docs/PROTOCOL.md ("Room events"). Pure data: no DOM, no socket.
  *
  * Every apply function returns a list of changes for the view to draw:
- *   {op: 'insert' | 'update' | 'remove', id}  and  {op: 'topic'}.
+ *   {op: 'insert' | 'update' | 'remove', id}, {op: 'topic'}, {op: 'member', event} (someone
+ *   joined, was added, left or was removed) and {op: 'archived'} (read-only or restored).
  *
  * Three ways in, because they differ in what they may touch:
  * - applyStream(item): a live `message` / `message_edited` / `message_deleted` /
@@ -24,10 +25,14 @@
   'use strict';
 
   var GONE_REMEMBERED = 1000;
-  var EVENT_KINDS = { edit: true, 'delete': true, react: true, unreact: true, topic: true };
+  // Membership (`member`: join, invite, remove) and `archive` events are numbered in the same
+  // stream: they change no message, but they move the resume point like every other number.
+  var EVENT_KINDS = { edit: true, 'delete': true, react: true, unreact: true, topic: true,
+    join: true, invite: true, remove: true, archive: true };
+  var MEMBER_KINDS = { join: true, invite: true, remove: true };
   // Socket.IO event name -> the kind its payload stands for (older servers sent
   // message_deleted {room, id} without a kind or seq).
-  var LIVE_KINDS = { message_edited: 'edit', message_deleted: 'delete', topic: 'topic' };
+  var LIVE_KINDS = { message_edited: 'edit', message_deleted: 'delete', topic: 'topic', room_archived: 'archive' };
 
   function toNumber(value) {
     var n = Number(value);
@@ -81,7 +86,8 @@
       edited_at: typeof m.edited_at === 'string' ? m.edited_at : null,
       reactions: cleanReactions(m.reactions),
       reply_to: cleanReplyTo(m.reply_to),
-      replies: toNumber(m.replies) || 0
+      replies: toNumber(m.replies) || 0,
+      mentions: Array.isArray(m.mentions) ? m.mentions.map(String) : []
     };
   }
 
@@ -106,6 +112,7 @@
     // applied (no set of applied numbers that would grow all day).
     var resume = 0;
     var topic = '';
+    var archived = false;
 
     function forRoom(item) {
       return !!item && typeof item === 'object' && (item.room === undefined || item.room === room);
@@ -200,7 +207,11 @@
 
     function applyItem(item, changes, withParent) {
       if (!isEvent(item)) return applyMessage(item, changes, withParent);
-      if (item.kind === 'edit') applyEdit(item, changes);
+      if (MEMBER_KINDS[item.kind]) changes.push({ op: 'member', event: item });
+      else if (item.kind === 'archive') {
+        archived = item.archived !== false;
+        changes.push({ op: 'archived' });
+      } else if (item.kind === 'edit') applyEdit(item, changes);
       else if (item.kind === 'delete') applyDelete(item, changes);
       else if (item.kind === 'topic') applyTopic(item, changes);
       else applyReaction(item, changes);
@@ -281,7 +292,9 @@
       minId: function () { return order.length ? order[0] : null; },
       lastMineId: lastMineId,
       get resume() { return resume; },
-      get topic() { return topic; }
+      get topic() { return topic; },
+      get archived() { return archived; },
+      set archived(value) { archived = !!value; }
     };
   }
 
@@ -294,6 +307,6 @@
     create: create,
     numberOf: numberOf,
     inserted: inserted,
-    LIVE_EVENTS: ['message', 'message_edited', 'message_deleted', 'reaction', 'topic']
+    LIVE_EVENTS: ['message', 'message_edited', 'message_deleted', 'reaction', 'topic', 'member', 'room_archived']
   };
 })();

@@ -6,7 +6,8 @@
  * quote above the composer, Up arrow (edit my last message) and Esc, and the room topic in
  * the header (shown live, set in place). The view never talks to the socket: actions go through
  * options.request(event, payload, done), which reports errors itself and calls done(ack) on
- * success or done(null).
+ * success or done(null). One view serves every room of the app: options.state is the state of
+ * the room shown, and redraw() draws the list again when another room is shown.
  *
  * Exposes window.ChatMessageView.create(options) -> view.
  */
@@ -29,12 +30,30 @@
       var layout = false;
       changes.forEach(function (c) {
         if (c.op === 'topic') return showTopic();
+        if (c.op !== 'insert' && c.op !== 'update' && c.op !== 'remove') return;   // member, archived
         var m = state.get(c.id), li = nodes.get(c.id);
         if (c.op === 'remove') { if (li) removeNode(c.id, li); layout = true; }
         else if (c.op === 'insert' && m && !li) { insertNode(m); layout = true; }
         else if (m && li) fill(li, m);
       });
       if (layout) relayout();
+    }
+
+    // Draws the whole list again from the state (the app showed another room: options.state
+    // answers for the room shown); whatever was open on the old list is closed.
+    function redraw() {
+      closePopup(false);
+      cancelEdit(false);
+      cancelReply();
+      nodes.clear();
+      list.replaceChildren();
+      state.ids().forEach(function (id) {
+        var li = renderMessage(state.get(id));
+        list.appendChild(li);
+        nodes.set(id, li);
+      });
+      relayout();
+      showTopic();
     }
 
     function insertNode(m) {
@@ -298,6 +317,8 @@
 
     return {
       apply: apply,
+      redraw: redraw,
+      relayout: relayout,
       setMine: setMine,
       takeReply: takeReply,
       startReply: startReply,
