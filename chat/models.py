@@ -16,9 +16,12 @@ from django.utils import timezone
 from chat.protocol import ACCOUNT_NAME_MAX_CHARS as NAME_MAX_CHARS  # a Django username fits
 
 
+NEVER = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
 def never():
     """`Room.last_active_at` of a room nobody has posted in: it sorts after every room in use."""
-    return datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return NEVER
 
 
 PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
@@ -41,7 +44,8 @@ class Room(models.Model):
                               help_text="Direct rooms: the sorted account ids, so one set of people has one room.")
     message_count = models.BigIntegerField(default=0, db_default=0, help_text="Messages ever posted here: "
                                            "unread counts are this minus a member's read count.")
-    last_active_at = models.DateTimeField(default=never, help_text="When the last message was posted (never: 1970).")
+    last_active_at = models.DateTimeField(default=never, db_default=NEVER,
+                                          help_text="When the last message was posted (never: 1970).")
     archived_at = models.DateTimeField(null=True, blank=True, help_text="Archived: read-only, off the public list.")
 
     class Meta:

@@ -76,7 +76,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='room',
             name='last_active_at',
-            field=models.DateTimeField(default=chat.models.never, help_text='When the last message was posted (never: 1970).'),
+            field=models.DateTimeField(db_default=chat.models.NEVER, default=chat.models.never, help_text='When the last message was posted (never: 1970).'),
         ),
         migrations.AddField(
             model_name='room',
