@@ -73,13 +73,14 @@ class Holder:
     sid: str
 
 
-def claim(node_id, sid, name, takeover, user_id=None):
+def claim(node_id, sid, name, takeover, user_id=None, identity=""):
     """Make `name` this connection's. Returns the Holder it took the name from, or None.
 
     An account (`user_id`) may be online from any number of connections; a guest's name is
     one connection's, taken over only with `takeover` (its token) and never from an
     account. An account takes its name back from a guest who had it before the account
-    existed. Claiming a name this sid already holds succeeds (a retried re-registration)."""
+    existed. Claiming a name this sid already holds succeeds (a retried re-registration).
+    `identity`: the connection's chat.identity key (what a ban of this name bars)."""
     key = name.lower()
     with transaction.atomic():
         held = list(Online.objects.select_for_update().filter(key=key))
@@ -89,16 +90,17 @@ def claim(node_id, sid, name, takeover, user_id=None):
         if user_id is not None:
             if guest is not None:
                 Online.objects.filter(pk=guest.pk).delete()
-            Online.objects.create(key=key, name=name, user_id=user_id, node_id=node_id, sid=sid)
+            Online.objects.create(key=key, name=name, user_id=user_id, identity=identity, node_id=node_id, sid=sid)
             return None if guest is None else Holder(guest.node_id, guest.sid)
         if held:
             if not takeover or guest is None:
                 raise ProtocolError(NAME_TAKEN, f"{name} is already online")
-            Online.objects.filter(pk=guest.pk).update(node_id=node_id, sid=sid, name=name, since=timezone.now())
+            Online.objects.filter(pk=guest.pk).update(node_id=node_id, sid=sid, name=name, identity=identity,
+                                                      since=timezone.now())
             return Holder(guest.node_id, guest.sid)
         try:
             with transaction.atomic():
-                Online.objects.create(key=key, name=name, node_id=node_id, sid=sid)
+                Online.objects.create(key=key, name=name, identity=identity, node_id=node_id, sid=sid)
         except IntegrityError:
             raise ProtocolError(NAME_TAKEN, f"{name} is already online") from None
     return None

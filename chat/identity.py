@@ -1,5 +1,11 @@
 """Who a connection is: signed reconnect tokens and the Django user behind a session cookie.
 
+Everyone has a stable key (`Identity.key`), never a display name: `u:<user id>` for an
+account, `g:<guest id>` for a guest, where the guest id is issued by the server when the
+guest takes a name and travels in its tokens. Messages (authorship, nonces), reactions and
+bans are keyed by it; memberships, read markers and mentions by the user id. Rows written
+before keys existed carry `n:<lower-cased name>` (`legacy_key`).
+
 Tokens are Django-signed (timestamped, salted), so they can neither be forged nor edited, and
 each expires CHAT_TOKEN_MAX_AGE_SECS after it was signed. What a token binds depends on who
 it was issued to:
@@ -15,6 +21,7 @@ it was issued to:
   or the username, or deactivating the account, invalidates it. It is renewed on every
   connection, like a session that is in use.
 """
+import secrets
 import time
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -38,11 +45,29 @@ class Identity:
     user_id: int | None = None  # set for Django users; None for guests
     since: int | None = None  # guests: when they took the name (epoch seconds)
     auth: str | None = None  # accounts: auth_digest() of the user when identified
+    guest_id: str | None = None  # guests: issued by the server with the name, kept by its tokens
+
+    @property
+    def key(self):
+        return key_of(self.name, self.user_id, self.guest_id)
 
 
-def guest(name, since=None):
-    """A guest who takes `name` now (or, from a token, took it at `since`)."""
-    return Identity(name, since=int(time.time()) if since is None else since)
+def key_of(name, user_id, guest_id=None):
+    """The stable key of whoever this is (see the module docstring)."""
+    if user_id is not None:
+        return f"u:{user_id}"
+    return f"g:{guest_id}" if guest_id else legacy_key(name)
+
+
+def legacy_key(name):
+    """The key of a name with no account or guest id behind it (rows from before keys)."""
+    return f"n:{name.lower()}"
+
+
+def guest(name, since=None, guest_id=None):
+    """A guest who takes `name` now (or, from a token, took it at `since` as `guest_id`)."""
+    return Identity(name, since=int(time.time()) if since is None else since,
+                    guest_id=guest_id or secrets.token_urlsafe(12))
 
 
 def account(user):
@@ -57,7 +82,7 @@ def auth_digest(user):
 
 def make_token(identity):
     if identity.user_id is None:
-        payload = {"n": identity.name, "i": identity.since}
+        payload = {"n": identity.name, "i": identity.since, "g": identity.guest_id}
     else:
         payload = {"n": identity.name, "u": identity.user_id, "h": identity.auth}
     return signing.dumps(payload, salt=TOKEN_SALT, compress=True)
@@ -77,10 +102,12 @@ def read_token(token, max_age_secs):
         if not isinstance(data.get("h"), str):  # issued before tokens were bound to the password
             raise _expired()
         return Identity(data["n"], data["u"], auth=data["h"])
-    since = data.get("i")
+    since, guest_id = data.get("i"), data.get("g")
     if not isinstance(since, int) or time.time() - since > max_age_secs:  # "i" missing: an old token
         raise _expired()
-    return guest(data["n"], since)
+    if not isinstance(guest_id, str) or not guest_id:  # issued before guest ids
+        raise _expired()
+    return guest(data["n"], since, guest_id)
 
 
 def _expired():

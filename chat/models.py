@@ -65,7 +65,9 @@ class Room(models.Model):
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     seq = models.BigIntegerField(help_text="Public message id: the room's sequence number.")
-    author = models.CharField(max_length=NAME_MAX_CHARS)
+    author = models.CharField(max_length=NAME_MAX_CHARS, help_text="The author's name when posting (display).")
+    author_key = models.CharField(max_length=40, default="", db_default="",
+                                  help_text="Who posted it: chat.identity's stable key (u:<id>, g:<guest id>).")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     text = models.TextField()
     created_at = models.DateTimeField(default=timezone.now)
@@ -88,9 +90,9 @@ class Message(models.Model):
             # Also the index for history, paging and `since` (room, seq range scans).
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
             models.UniqueConstraint(
-                fields=["room", "author", "nonce"],
+                fields=["room", "author_key", "nonce"],
                 condition=models.Q(nonce__isnull=False),
-                name="message_author_nonce_unique",
+                name="message_author_key_nonce_unique",
             ),
         ]
         indexes = [models.Index(fields=["created_at"], name="message_created_idx")]
@@ -159,12 +161,13 @@ class Reaction(models.Model):
     """One person's emoji on one message: the truth behind Message.reactions and `me`."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_rows")
-    user = models.CharField(max_length=NAME_MAX_CHARS)
+    user = models.CharField(max_length=NAME_MAX_CHARS, help_text="The name shown.")
+    user_key = models.CharField(max_length=40, default="", db_default="", help_text="Who: chat.identity's key.")
     emoji = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_unique")]
+        constraints = [models.UniqueConstraint(fields=["message", "user_key", "emoji"], name="reaction_key_unique")]
         indexes = [models.Index(fields=["message", "emoji", "id"], name="reaction_message_emoji_idx")]
 
 
@@ -226,6 +229,7 @@ class Online(models.Model):
 
     key = models.CharField(max_length=NAME_MAX_CHARS, help_text="Lower-cased name.")
     name = models.CharField(max_length=NAME_MAX_CHARS)
+    identity = models.CharField(max_length=40, default="", db_default="", help_text="chat.identity's stable key.")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
     node = models.ForeignKey(Node, on_delete=models.CASCADE)
     sid = models.CharField(max_length=64, unique=True)
@@ -253,11 +257,12 @@ class Membership(models.Model):
 
 
 class Ban(models.Model):
-    """A name barred from a room until the ban is deleted (unban)."""
+    """Someone barred from a room until the ban is deleted (unban): an account, or a guest
+    by its guest id (online when banned) or by name (offline)."""
 
     room = models.CharField(max_length=64)
     name = models.CharField(max_length=NAME_MAX_CHARS, help_text="User or guest name, any case.")
-    key = models.CharField(max_length=NAME_MAX_CHARS, editable=False)
+    key = models.CharField(max_length=NAME_MAX_CHARS, editable=False, help_text="chat.identity's key of whom.")
     reason = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now)
@@ -266,7 +271,9 @@ class Ban(models.Model):
         constraints = [models.UniqueConstraint(fields=["room", "key"], name="ban_room_key_unique")]
 
     def save(self, *args, **kwargs):
-        self.key = self.name.lower()
+        if not self.key:
+            from chat.moderation import key_for_name  # it reads the directory and the users
+            self.key = key_for_name(self.name)
         super().save(*args, **kwargs)
 
     def __str__(self):

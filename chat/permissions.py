@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from chat import moderation, protocol
+from chat.identity import key_of
 from chat.models import DIRECT, MODERATOR, OWNER, PUBLIC, Room, RoomMember
 from chat.protocol import ProtocolError
 
@@ -20,9 +21,9 @@ def is_staff(user_id):
 
 
 def is_author(actor, message):
-    """The same name and the same account (guests: no account), so a guest `amy` never owns
-    the account `amy`'s messages."""
-    return message.author == actor.name and message.user_id == actor.user_id
+    """The same stable key (chat.identity): an account by its id, a guest by its guest id,
+    so neither a guest `amy` nor the next guest to take the name `amy` owns another's messages."""
+    return message.author_key == actor.key
 
 
 def check_message_change(actor, message, now):
@@ -50,7 +51,7 @@ class Access:
         return None if self.member is None else self.member.role
 
 
-def room_access(room_name, reader_name, user_id):
+def room_access(room_name, reader_name, user_id, reader_key=None):
     """THE read check, made at every door: socket `join` (and so `since` and every live
     event, which only joined connections receive on any node), `history`, the HTTP API,
     `rooms`/`my_rooms` listings and member lists. A private or direct room opens only to
@@ -61,7 +62,7 @@ def room_access(room_name, reader_name, user_id):
     member = RoomMember.objects.filter(room=room, user_id=user_id).first() if user_id is not None else None
     if room.kind != PUBLIC and member is None:
         raise ProtocolError(protocol.FORBIDDEN, f"{room_name} is open to its members only")
-    if reader_name and moderation.is_banned(room_name, reader_name):
+    if reader_name and moderation.is_banned(room_name, reader_name, reader_key or key_of(reader_name, user_id)):
         raise ProtocolError(protocol.BANNED, f"you are banned from {room_name}")
     return Access(room, member)
 

@@ -23,7 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import mentions
+from chat import identity, mentions
 from chat.models import PUBLIC, Message, Reaction, Room, RoomEvent, RoomMember, reply_wire, wire_time
 from chat.protocol import INVALID_ROOM, MESSAGE_NOT_FOUND, ROOM_ARCHIVED, ProtocolError
 from chat.roomlog import number
@@ -39,6 +39,11 @@ class Draft:
     text: str
     nonce: str | None
     reply_to: int | None = None
+    author_key: str | None = None  # chat.identity's key; derived from the account when not given
+
+    def __post_init__(self):
+        if self.author_key is None:
+            object.__setattr__(self, "author_key", identity.key_of(self.author, self.user_id))
 
 
 @dataclass(frozen=True)
@@ -70,22 +75,22 @@ def create_room(name):
 
 
 def _stored_by_nonce(cursor, drafts):
-    """Messages already stored under the drafts' (room, author, nonce), keyed so.
+    """Messages already stored under the drafts' (room, author key, nonce), keyed so.
 
-    One statement; each term names the room's id, author and nonce, so the database looks
-    each one up in the unique (room, author, nonce) index. A retry is rare: usually nothing
+    One statement; each term names the room's id, author key and nonce, so the database looks
+    each one up in the unique (room, author_key, nonce) index. A retry is rare: usually nothing
     matches and no row is read."""
     keyed = [d for d in drafts if d.nonce]
     if not keyed:
         return {}
     term = f"({SQL.room} = (SELECT id FROM {SQL.rooms} WHERE name = %s) AND {SQL.author} = %s AND {SQL.nonce} = %s)"
-    params = [value for d in keyed for value in (d.room, d.author, d.nonce)]
+    params = [value for d in keyed for value in (d.room, d.author_key, d.nonce)]
     cursor.execute(f"SELECT id FROM {SQL.table} WHERE " + " OR ".join([term] * len(keyed)), params)
     ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return {}
     found = Message.objects.filter(id__in=ids).select_related("room")
-    return {(m.room.name, m.author, m.nonce): m.to_wire(m.room.name) for m in found}
+    return {(m.room.name, m.author_key, m.nonce): m.to_wire(m.room.name) for m in found}
 
 
 class SQL:
@@ -95,7 +100,7 @@ class SQL:
     table = quote(Message._meta.db_table)
     rooms = quote(Room._meta.db_table)
     room = quote(Message._meta.get_field("room").column)
-    author = quote("author")
+    author = quote("author_key")
     nonce = quote("nonce")
     reserve = (f"UPDATE {rooms} SET last_seq = last_seq + %s, message_count = message_count + %s, "
                f"last_active_at = %s WHERE name = %s AND archived_at IS NULL RETURNING id, last_seq, message_count")
@@ -150,7 +155,7 @@ def _split_repeats(drafts, stored):
     fresh = defaultdict(list)  # room -> [(index, draft)]
     first_index = {}
     for index, draft in enumerate(drafts):
-        key = (draft.room, draft.author, draft.nonce)
+        key = (draft.room, draft.author_key, draft.nonce)
         if draft.nonce and key in stored:
             results[index] = Posted(stored[key], created=False)
         elif draft.nonce and key in first_index:
@@ -165,7 +170,7 @@ def _split_repeats(drafts, stored):
 def commit_posts(drafts):
     """Store a batch in one transaction. Returns, per draft, a Posted or a ProtocolError.
 
-    Two nodes can commit the same (room, author, nonce) at once (a client retrying on
+    Two nodes can commit the same (room, author key, nonce) at once (a client retrying on
     another node): both find it unstored, the room lock orders them, and the second insert
     breaks the unique index. Its batch is then tried once more, and finds the first's row."""
     try:
@@ -196,7 +201,8 @@ def _commit_posts(drafts):
                 if draft.user_id is not None:  # your own message is read
                     cursor.execute(SQL.read_own, [seq, ordinal, room_id, draft.user_id, seq])
                 notify, named = _mentions(room_id, room_name, seq, draft, wire)
-                rows.append(INSERT.row(room_id=room_id, seq=seq, author=draft.author, user_id=draft.user_id,
+                rows.append(INSERT.row(room_id=room_id, seq=seq, author=draft.author, author_key=draft.author_key,
+                                       user_id=draft.user_id,
                                        text=draft.text, created_at=stamp, nonce=draft.nonce, ordinal=ordinal,
                                        mentions=named, **reply))
                 results[index] = Posted(wire, created=True, notify=notify)
@@ -252,18 +258,18 @@ def _reply(cursor, room_id, draft, parent, wire):
 
 
 def _wire(rows, room_name, viewer=None):
-    """Messages in their current state; `viewer`'s reactions marked `me`, and `mention` on
-    the messages that mention the viewer."""
+    """Messages in their current state; the reactions of `viewer` (a chat.identity.Identity)
+    marked `me`, and `mention` on the messages that mention the viewer."""
     mine = defaultdict(set)
     with_reactions = [m.pk for m in rows if m.reactions]
     if viewer is not None and with_reactions:
-        for message_pk, emoji in Reaction.objects.filter(message_id__in=with_reactions, user=viewer) \
+        for message_pk, emoji in Reaction.objects.filter(message_id__in=with_reactions, user_key=viewer.key) \
                 .values_list("message_id", "emoji"):
             mine[message_pk].add(emoji)
     wires = [m.to_wire(room_name, mine.get(m.pk, ())) for m in rows]
     if viewer is not None:
         for wire in wires:
-            if mentions.mentions_reader(wire, viewer):
+            if mentions.mentions_reader(wire, viewer.name):
                 wire["mention"] = True
     return wires
 

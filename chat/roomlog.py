@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chat import members, mentions, permissions, protocol
+from chat import identity, members, mentions, permissions, protocol
 from chat.models import Message, Reaction, Room, RoomEvent, wire_time
 from chat.protocol import ProtocolError
 
@@ -42,6 +42,16 @@ EMOJI_MAX_CHARS = 32  # the longest emoji ZWJ sequences are 10 or so code points
 class Actor:
     name: str
     user_id: int | None
+    key: str | None = None  # chat.identity's stable key; derived from the account when not given
+
+    def __post_init__(self):
+        if self.key is None:
+            object.__setattr__(self, "key", identity.key_of(self.name, self.user_id))
+
+    @classmethod
+    def of(cls, who):
+        """The actor a connection's chat.identity.Identity is."""
+        return cls(who.name, who.user_id, who.key)
 
 
 @dataclass(frozen=True)
@@ -186,10 +196,10 @@ def _reaction_entry(message, emoji):
 
 def _apply_react(room, message, actor, change):
     rows = Reaction.objects.filter(message=message)
-    if rows.filter(user=actor.name, emoji=change.emoji).exists():
+    if rows.filter(user_key=actor.key, emoji=change.emoji).exists():
         return None
     per_user = settings.CHAT_REACTIONS_PER_USER
-    if rows.filter(user=actor.name).count() >= per_user:
+    if rows.filter(user_key=actor.key).count() >= per_user:
         raise ProtocolError(protocol.TOO_MANY_REACTIONS, f"at most {per_user} reactions of yours on one message")
     reactions = list(message.reactions or [])
     entry = _reaction_entry(message, change.emoji)
@@ -199,7 +209,7 @@ def _apply_react(room, message, actor, change):
                                 f"at most {settings.CHAT_REACTIONS_PER_MESSAGE} different emoji on one message")
         entry = {"emoji": change.emoji, "count": 0, "users": []}
         reactions.append(entry)
-    Reaction.objects.create(message=message, user=actor.name, emoji=change.emoji)
+    Reaction.objects.create(message=message, user=actor.name, user_key=actor.key, emoji=change.emoji)
     entry["count"] += 1
     if len(entry["users"]) < settings.CHAT_REACTION_USERS_LISTED:
         entry["users"].append(actor.name)
@@ -207,7 +217,7 @@ def _apply_react(room, message, actor, change):
 
 
 def _apply_unreact(room, message, actor, change):
-    if not Reaction.objects.filter(message=message, user=actor.name, emoji=change.emoji).delete()[0]:
+    if not Reaction.objects.filter(message=message, user_key=actor.key, emoji=change.emoji).delete()[0]:
         return None
     entry = _reaction_entry(message, change.emoji)
     entry["count"] -= 1

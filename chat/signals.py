@@ -17,4 +17,4 @@ def enforce_saved_ban(sender, instance, **kwargs):
 
     runtime = server.current()
     if runtime is not None:
-        transaction.on_commit(lambda: runtime.service.enforce_ban(instance.room, instance.name))
+        transaction.on_commit(lambda: runtime.service.enforce_ban(instance.room, instance.key))

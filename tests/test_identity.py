@@ -26,7 +26,17 @@ def test_guest_token_chain_ends_max_age_after_the_name_was_taken():
     assert identity.read_token(fresh, 120).since == taken_long_ago.since
 
 
-@pytest.mark.parametrize("payload", [{"n": "alice", "u": None}, {"n": "alice", "u": 7}])
+def test_identity_keys_are_stable_ids_not_names():
+    """An account is its user id, a guest its server-issued guest id, kept by its tokens."""
+    first, second = identity.guest("bob"), identity.guest("bob")
+    assert first.key.startswith("g:") and first.key != second.key  # the same name, two people
+    assert identity.read_token(identity.make_token(first), 60).key == first.key
+    assert identity.Identity("bob", 7, auth="digest").key == "u:7"
+    assert identity.key_of("Bob", None) == "n:bob"  # rows from before keys
+
+
+@pytest.mark.parametrize("payload", [{"n": "alice", "u": None}, {"n": "alice", "u": 7},
+                                     {"n": "alice", "i": int(time.time())}])  # the last: no guest id
 def test_tokens_of_the_unbound_format_are_expired(payload):
     from django.core import signing
 

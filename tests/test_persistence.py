@@ -107,7 +107,8 @@ def test_the_commit_path_insert_covers_every_column_of_the_model():
         persistence.INSERT.row(room_id=1, colour="red")
     fill("r", 1)
     via_fast_path = Message.objects.get(room__name="r", seq=1)
-    via_orm = Message(room=via_fast_path.room, seq=2, author="amy", text="m1", created_at=via_fast_path.created_at)
+    via_orm = Message(room=via_fast_path.room, seq=2, author="amy", author_key="n:amy", text="m1",
+                      created_at=via_fast_path.created_at)
     via_orm.save()
     for name in model_columns:
         if name not in ("seq", "ordinal"):  # the room's counters, assigned by the commit path

@@ -4,7 +4,7 @@ import logging
 
 import gevent
 
-from chat import directory, moderation, permissions, protocol
+from chat import directory, identity, moderation, permissions, protocol
 from chat.protocol import ProtocolError, ok
 
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
@@ -24,15 +24,18 @@ class Bans:
         self._staff(sid)
         return ok(removed=self.store.write(moderation.unban, room, name))
 
-    def enforce_ban(self, room, name):
-        """Called after a ban is committed (here or from the admin), possibly inside a store
-        worker: every node acts on it, from a greenlet of its own."""
-        gevent.spawn(self.bus.publish_control, {"kind": "ban", "room": room, "name": name})
+    def enforce_ban(self, room, key):
+        """Called after a ban of `key` (chat.identity) is committed (here or from the admin),
+        possibly inside a store worker: every node acts on it, from a greenlet of its own."""
+        gevent.spawn(self.bus.publish_control, {"kind": "ban", "room": room, "key": key})
 
     def _on_ban(self, message):
-        room = message["room"]
-        for sid in self.presence.sids_of(message["name"]) & self.presence.sids_in(room):
-            name = self.presence.name_of(sid)
+        room, key = message["room"], message.get("key")
+        for sid in self.presence.sids_in(room):
+            conn = self._connections.get(sid)
+            if conn is None or key not in (conn.who.key, identity.legacy_key(conn.who.name)):
+                continue
+            name = conn.who.name
             self._leave_here(sid, room)
             self.sio.emit("banned", {"room": room, "message": f"you were banned from {room}"}, to=sid)
             gevent.spawn(self._record_ban_leave, sid, room, name)

@@ -39,7 +39,8 @@ class Connections:
     def _sign_in(self, sid, environ, auth, address):
         name, token = protocol.parse_auth(auth)
         who, takeover = self._identify(environ, name, token)
-        previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover, who.user_id)
+        previous = self.store.write(directory.claim, self.node_id, sid, who.name, takeover, who.user_id,
+                                    who.key)
         if self._transport_gone(sid):  # it left while we waited: leave no ghost behind
             self._abandon_claim(sid, who.name, previous)
             raise ProtocolError(protocol.INTERNAL, "connection closed while connecting")

@@ -99,7 +99,7 @@ class Conversations:
     # -- helpers ------------------------------------------------------------------------------
     @staticmethod
     def _actor(who):
-        return roomlog.Actor(who.name, who.user_id)
+        return roomlog.Actor.of(who)
 
     def _account(self, sid, why):
         who = self._who(sid)
@@ -109,4 +109,4 @@ class Conversations:
 
     def _check_readable(self, who, room):
         """chat.permissions.room_access for a connection (history, members)."""
-        return self.store.read(permissions.room_access, room, who.name, who.user_id)
+        return self.store.read(permissions.room_access, room, who.name, who.user_id, who.key)

@@ -12,7 +12,8 @@ class Messages:
         who = self._who(sid)
         self._require_member(sid, request.room)
         self._limit(sid, who.name, "send")
-        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce, request.reply_to)
+        draft = persistence.Draft(request.room, who.name, who.user_id, request.text, request.nonce, request.reply_to,
+                                  who.key)
         posted = self.store.post(draft)
         if posted.notify:
             self.tell_mentioned(posted.message, posted.notify)
@@ -26,7 +27,7 @@ class Messages:
         if kind.needs_join:
             self._require_member(sid, change.room)
         self._limit(sid, who.name, kind.rule)
-        event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
+        event = self.store.commit_event(roomlog.commit, change, roomlog.Actor.of(who))
         if event is not None and kind.membership:
             self.membership_changed(event)
         if event is not None and event.notify:
@@ -43,7 +44,7 @@ class Messages:
         self._limit(sid, who.name, "history")
         if self._check_readable(who, request.room).room is None:
             return ok(messages=[])
-        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, who.name)
+        rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, who)
         return ok(messages=rows)
 
     def typing(self, sid, room, active):

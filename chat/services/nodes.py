@@ -52,7 +52,7 @@ class NodeMembership:
         self.store.write(directory.register_node, self.node_id)
         for sid, who in [(sid, conn.who) for sid, conn in self._connections.items()]:
             try:
-                self.store.write(directory.claim, self.node_id, sid, who.name, False, who.user_id)
+                self.store.write(directory.claim, self.node_id, sid, who.name, False, who.user_id, who.key)
             except ProtocolError as exc:
                 if exc.code != protocol.NAME_TAKEN:
                     raise

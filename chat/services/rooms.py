@@ -30,7 +30,7 @@ class Rooms:
         try:
             count, listed = self.store.read(directory.roster, room, self.limits.members_listed)
             snap = self.feed.admit(room, request.since, self.limits.history, self.limits.since_max,
-                                   enter=lambda: self._enter_here(sid, room), viewer=name)
+                                   enter=lambda: self._enter_here(sid, room), viewer=who)
         except ProtocolError:
             if not already:
                 self._forget_membership(sid, room)
@@ -59,11 +59,11 @@ class Rooms:
     def _open(self, sid, who, room):
         """Before joining: chat.permissions.room_access (private rooms, bans); a free name
         becomes a public room; an account joining a public room becomes a member of it."""
-        access = self.store.read(permissions.room_access, room, who.name, who.user_id)
+        access = self.store.read(permissions.room_access, room, who.name, who.user_id, who.key)
         created = access.room is None and self._create_room(sid, who.name, room)
         if who.user_id is not None and access.member is None:
             change = roomlog.Change("join", room, role=OWNER if created else None)
-            event = self.store.commit_event(roomlog.commit, change, roomlog.Actor(who.name, who.user_id))
+            event = self.store.commit_event(roomlog.commit, change, roomlog.Actor.of(who))
             if event is not None:
                 self.membership_changed(event)
 
