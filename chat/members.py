@@ -62,6 +62,23 @@ def apply_remove(room, actor, change):
             "by": actor.name}
 
 
+def apply_role(room, actor, change):
+    """Owners (and staff) make members moderators or owners, and back."""
+    if room.kind == DIRECT:
+        raise ProtocolError(protocol.FORBIDDEN, "the people of a direct conversation have no roles")
+    if _role_of(room, actor) != OWNER and not permissions.is_staff(actor.user_id):
+        raise ProtocolError(protocol.FORBIDDEN, "only the room's owners may change roles")
+    user = _account(change.user)
+    member = RoomMember.objects.filter(room=room, user=user).first()
+    if member is None:
+        raise ProtocolError(protocol.NOT_MEMBER, f"{user.get_username()} is not a member of {room.name}")
+    if member.role == change.role:
+        return None
+    member.role = change.role
+    member.save(update_fields=["role"])
+    return {"user": user.get_username(), "user_id": user.pk, "action": "role", "role": change.role, "by": actor.name}
+
+
 def apply_archive(room, actor, change):
     if not permissions.is_staff(actor.user_id):
         permissions.check_manage_members(actor, room, _role_of(room, actor))

@@ -30,6 +30,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chat import identity, members, mentions, permissions, protocol
+from chat import models
 from chat.models import Message, Reaction, Room, RoomEvent, wire_time
 from chat.protocol import ProtocolError
 
@@ -62,7 +63,7 @@ class Change:
     text: str | None = None  # an edit's new text, a topic
     emoji: str | None = None
     user: str | None = None  # membership kinds: whom it concerns (None: the actor)
-    role: str | None = None  # set by the server's own code only (room creation): no permission check
+    role: str | None = None  # `set_role`'s new role; on a `join`, set by room creation only (no check)
     flag: bool | None = None  # archive: archived or not
 
 
@@ -137,6 +138,15 @@ def _member_change(kind):
         data = protocol.object_payload(data)
         return Change(kind, protocol.room_name(data.get("room")), user=protocol.account_name(data.get("user")))
     return parse
+
+
+def parse_role(data, limits):
+    data = protocol.object_payload(data)
+    role = data.get("role")
+    if role not in models.ROLES:
+        raise ProtocolError(protocol.INVALID_PAYLOAD, "role must be owner, moderator or member")
+    return Change("role", protocol.room_name(data.get("room")), user=protocol.account_name(data.get("user")),
+                  role=role)
 
 
 def parse_archive(data, limits):
@@ -255,6 +265,7 @@ KINDS = {
                    False, True, False),
     "remove": Kind("remove_member", "member", "members", _member_change("remove"), _outcome(members.apply_remove),
                    False, True, False),
+    "role": Kind("set_role", "member", "members", parse_role, _outcome(members.apply_role), False, True, False),
     "archive": Kind("archive_room", "room_archived", "members", parse_archive, _outcome(members.apply_archive),
                     False, False, False),
 }

@@ -164,6 +164,18 @@ def test_owners_and_moderators_manage_members_and_anyone_may_leave(people):
     assert a.socket.wait_for("member", lambda d: d["room"] == room and d.get("action") == "left")["user"] == b.name
     assert error_code(a.socket, "create_room", {"room": room}) == "room_exists"
 
+    # an owner makes C a moderator, who may then add and remove others (not change roles)
+    ok_reply(a.socket, "add_member", {"room": room, "user": c.name})
+    assert error_code(c.socket, "set_role", {"room": room, "user": c.name, "role": "owner"}) == "forbidden"
+    promoted = ok_reply(a.socket, "set_role", {"room": room, "user": c.name, "role": "moderator"})["event"]
+    assert (promoted["kind"], promoted["action"], promoted["role"]) == ("role", "role", "moderator")
+    assert c.socket.wait_for("room_added", lambda d: d["name"] == room and d["role"] == "moderator")
+    assert ok_reply(c.socket, "add_member", {"room": room, "user": b.name})["event"]["action"] == "added"
+    assert ok_reply(c.socket, "remove_member", {"room": room, "user": b.name})["event"]["action"] == "removed"
+    assert error_code(c.socket, "set_role", {"room": room, "user": b.name, "role": "member"}) == "forbidden"
+    assert error_code(a.socket, "set_role", {"room": room, "user": b.name, "role": "moderator"}) == "not_member"
+    assert error_code(a.socket, "set_role", {"room": room, "user": c.name, "role": "king"}) == "invalid_payload"
+
 
 def test_archived_rooms_are_read_only_and_leave_the_lists(people):
     a, b = people["a"], people["b"]
