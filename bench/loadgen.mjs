@@ -5,11 +5,19 @@
 //   node bench/loadgen.mjs '<config JSON>'
 //
 // Config: {index, urls, prefix, first, count, total, rooms, roomPrefix, connectConcurrency,
-//          joinConcurrency, timeoutMs, textPad, maxLifetimeSecs}
+//          joinConcurrency, timeoutMs, textPad, maxLifetimeSecs, pairs, tokensFile}
 //   This process runs the clients with global indexes first .. first+count-1 (of `total`).
 //   Client g is named prefix+g, connects to urls[g % urls.length] and, when rooms > 0, joins
 //   roomPrefix+k where the rooms are contiguous blocks of clients (so a room's members are
 //   spread over every url).
+//   pairs: true (direct messages): clients 2k and 2k+1 are a pair (both in this process:
+//   `first` and `count` are even). At `join` client 2k asks `open_dm {users: [name of
+//   2k+1]}` and both join the room its ack names (`room.name`); `rooms` is ignored. The
+//   latency histogram then holds only the deliveries to the pair's other member (not the
+//   sender's own copy, recognised by its `user`), and a pair's two members send half a
+//   period apart.
+//   tokensFile: a JSON array of reconnect tokens by global index: client g connects with
+//   auth {token: tokens[g]} (an account made for the run) instead of {name}.
 //
 // Commands, one JSON object per line on stdin; one JSON answer per command on stdout:
 //   {"cmd":"connect","at":EPOCH_MS}  -> {"event":"connected", ok, failed, errors, first, last}
@@ -37,6 +45,7 @@
 // gap checks: a message's `id` and an event's `seq` are numbers of the room's one sequence.
 // An ok ack with `event: null` (nothing changed) is counted in `ackedNull`: it delivers
 // nothing.
+import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
@@ -56,6 +65,8 @@ const TIMEOUT_MS = config.timeoutMs ?? 15000;
 const PAD = "x".repeat(config.textPad ?? 40);
 const MAX_PENDING_PER_CLIENT = 64; // open-loop senders skip a beat past this many unanswered sends
 const EMOJI = ["👍", "🎉", "😂", "🔥"]; // client g reacts with EMOJI[g % 4]
+const PAIRS = Boolean(config.pairs);
+const TOKENS = config.tokensFile ? JSON.parse(readFileSync(config.tokensFile, "utf8")) : null;
 
 const ORIGIN = performance.timeOrigin;
 const now = () => ORIGIN + performance.now();
@@ -98,7 +109,7 @@ let run = null; // the run in progress (counters), or null
 function freshRun(tag, mix) {
   return {
     tag, sent: 0, acked: 0, ackedInWindow: 0, ackedNull: 0, ackErrors: {}, skipped: 0, deliveries: 0,
-    deliveriesInWindow: 0, outOfOrder: 0, gaps: 0, firstSend: 0, lastSend: 0, lastDelivery: 0, windowStart: 0,
+    deliveriesInWindow: 0, ownCopies: 0, outOfOrder: 0, gaps: 0, firstSend: 0, lastSend: 0, lastDelivery: 0, windowStart: 0,
     windowEnd: 0, latency: new Histogram(), ackLatency: new Histogram(),
     editEvery: mix && mix.edit > 0 ? Math.round(1 / mix.edit) : 0,
     reactCycle: mix && mix.react > 0 ? Math.round(2 / mix.react) : 0,
@@ -133,11 +144,11 @@ class Client {
     this.g = g;
     this.name = `${PREFIX}${g}`;
     this.url = URLS[g % URLS.length];
-    if (ROOMS > 0) {
+    if (ROOMS > 0 && !PAIRS) {
       const perRoom = Math.ceil(TOTAL / ROOMS);
       this.room = `${ROOM_PREFIX}${Math.min(ROOMS - 1, Math.floor(g / perRoom))}`;
     } else {
-      this.room = null;
+      this.room = null; // pairs: set at `join`, from the ack of `open_dm`
     }
     this.ws = null;
     this.connected = false;
@@ -188,7 +199,7 @@ class Client {
     } else if (c0 === 50) { // Engine.IO ping
       this.ws.send("3");
     } else if (c0 === 48) { // Engine.IO open: CONNECT to "/" with auth
-      this.ws.send("40" + JSON.stringify({ name: this.name }));
+      this.ws.send("40" + JSON.stringify(TOKENS ? { token: TOKENS[this.g] } : { name: this.name }));
     }
   }
 
@@ -213,6 +224,13 @@ class Client {
         this.lastId = number;
       }
       if (kind === "message") this.lastMessageId = number;
+    }
+    if (PAIRS) { // the sender's own copy counts as a delivery, not in the latency
+      const userAt = s.indexOf('"user":"');
+      if (userAt > 0 && s.startsWith(this.name + '"', userAt + 8)) {
+        r.ownCopies += 1;
+        return;
+      }
     }
     const textAt = s.indexOf('"text":"t=');
     if (textAt > 0) {
@@ -254,13 +272,15 @@ class Client {
     return id;
   }
 
-  join() {
+  // A request answered by an ack: {ok: true, reply} or {ok: false, error: code}.
+  ask(event, payload) {
     return new Promise((resolve) => {
+      if (!this.connected) return resolve({ ok: false, error: "not_connected" });
       const timer = setTimeout(() => {
         this.pending.delete(id);
         resolve({ ok: false, error: "timeout" });
       }, TIMEOUT_MS);
-      const id = this.call("join", { room: this.room }, (s, i) => {
+      const id = this.call(event, payload, (s, i) => {
         clearTimeout(timer);
         let reply;
         try {
@@ -269,12 +289,26 @@ class Client {
           return resolve({ ok: false, error: "bad ack" });
         }
         if (!reply || !reply.ok) return resolve({ ok: false, error: (reply && reply.error && reply.error.code) || "refused" });
-        const history = reply.history || [];
-        if (history.length) this.lastId = Math.max(this.lastId, history[history.length - 1].id);
-        this.joined = true;
-        resolve({ ok: true });
+        resolve({ ok: true, reply });
       });
     });
+  }
+
+  async join() {
+    const result = await this.ask("join", { room: this.room });
+    if (!result.ok) return result;
+    const history = result.reply.history || [];
+    if (history.length) this.lastId = Math.max(this.lastId, history[history.length - 1].id);
+    this.joined = true;
+    return { ok: true };
+  }
+
+  // pairs: the direct room of this client and `other` (a client name), or the refusal.
+  async openDm(other) {
+    const result = await this.ask("open_dm", { users: [other] });
+    if (!result.ok) return result;
+    const room = result.reply.room && result.reply.room.name;
+    return typeof room === "string" ? { ok: true, room } : { ok: false, error: "no room name" };
   }
 
   send(r, closedLoop) {
@@ -336,6 +370,7 @@ class Client {
 
 const clients = [];
 for (let g = FIRST; g < FIRST + COUNT; g++) clients.push(new Client(g));
+if (PAIRS && (FIRST % 2 || COUNT % 2)) throw new Error("pairs: first and count must be even");
 let quitting = false;
 
 async function pool(items, concurrency, work) {
@@ -384,16 +419,33 @@ async function doJoin() {
   const errors = {};
   let ok = 0;
   let failed = 0;
+  let opened = 0;
   const first = now();
-  await pool(clients.filter((c) => c.connected && c.room), JOIN_CONCURRENCY, async (client) => {
-    const result = await client.join();
+  const joined = (result) => {
     if (result.ok) ok += 1;
     else {
       failed += 1;
       countErrors(errors, result.error);
     }
-  });
-  say({ event: "joined", ok, failed, errors, first, last: now() });
+  };
+  if (PAIRS) {
+    const openers = [];
+    for (let i = 0; i + 1 < clients.length; i += 2) openers.push([clients[i], clients[i + 1]]);
+    await pool(openers, JOIN_CONCURRENCY, async ([opener, other]) => {
+      const result = await opener.openDm(other.name);
+      if (!result.ok) {
+        failed += 2;
+        countErrors(errors, `open_dm:${result.error}`);
+        return;
+      }
+      opened += 1;
+      opener.room = other.room = result.room;
+      for (const outcome of await Promise.all([opener.join(), other.join()])) joined(outcome);
+    });
+  } else {
+    await pool(clients.filter((c) => c.connected && c.room), JOIN_CONCURRENCY, async (client) => joined(await client.join()));
+  }
+  say({ event: "joined", ok, failed, errors, opened, first, last: now() });
 }
 
 function pendingTotal() {
@@ -419,7 +471,9 @@ async function doRun(cmd) {
     const period = 1000 / cmd.rate;
     const beats = Math.max(1, Math.round(cmd.duration * cmd.rate));
     for (const c of senders) {
-      const offset = (c.g / TOTAL) * period; // spread the senders evenly over one period
+      // Spread the senders evenly over one period; pairs: a pair's two members half a period apart.
+      const slot = PAIRS ? (c.g % 2) * Math.floor(TOTAL / 2) + (c.g >> 1) : c.g;
+      const offset = (slot / TOTAL) * period;
       let k = 0;
       const beat = () => {
         if (k >= beats) return;
@@ -447,6 +501,7 @@ async function doRun(cmd) {
     event: "ran", tag: r.tag, senders: senders.length, sent: r.sent, acked: r.acked, ackedInWindow: r.ackedInWindow,
     ackedNull: r.ackedNull, ackErrors: r.ackErrors, requests: r.requests, kinds: r.kinds,
     skipped: r.skipped, pendingLeft, deliveries: r.deliveries, deliveriesInWindow: r.deliveriesInWindow,
+    ownCopies: r.ownCopies,
     outOfOrder: r.outOfOrder, gaps: r.gaps, windowStart: r.windowStart, windowEnd: r.windowEnd,
     firstSend: r.firstSend, lastSend: r.lastSend, lastDelivery: r.lastDelivery, finished: now(),
     latency: r.latency.toJSON(), ackLatency: r.ackLatency.toJSON(), closed: stray.closed,

@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import queue
+import secrets
 import shutil
 import signal
 import statistics
@@ -40,7 +41,7 @@ if VENV_PYTHON.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resol
 sys.path.insert(0, str(ROOT))
 
 from tests.cluster import BrokerProcess, PostgresDatabase, postgres_refusal  # noqa: E402
-from tests.serverproc import ListeningProcess, ServerProcess, SqliteTemplate  # noqa: E402
+from tests.serverproc import ListeningProcess, ServerProcess, SqliteTemplate, base_env  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 OURS_ENV = {
@@ -49,6 +50,25 @@ OURS_ENV = {
     "CHAT_MAX_MEMBERS_LISTED": "50",
 }
 REFERENCE_ENV = {"CHAT_MAX_MEMBERS_LISTED": "50"}
+
+# Scenario 8's accounts, made in the run's fresh database by one `manage.py shell` (logging in
+# 2,000 accounts over HTTP would hash passwords for minutes): users BENCH_PREFIX0 ..
+# BENCH_PREFIX<count-1> with an unusable password, and each one's reconnect token, by index,
+# as a JSON list in BENCH_TOKENS. The server is started with the same SECRET_KEY.
+ACCOUNTS_SCRIPT = '''
+import json, os
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
+from chat import identity
+User = get_user_model()
+prefix, count = os.environ["BENCH_PREFIX"], int(os.environ["BENCH_COUNT"])
+names = [f"{prefix}{g}" for g in range(count)]
+User.objects.bulk_create([User(username=n, password=make_password(None)) for n in names], batch_size=500)
+users = {u.username: u for u in User.objects.filter(username__in=names)}
+tokens = [identity.make_token(identity.account(users[n])) for n in names]
+with open(os.environ["BENCH_TOKENS"], "w") as f:
+    json.dump(tokens, f)
+'''
 
 
 class BenchError(Exception):
@@ -150,6 +170,8 @@ class Deployment:
         self.urls = []
         self.pids = []
         self._stoppers = []
+        self.tokens_file = None  # scenario 8, ours: the clients' reconnect tokens (JSON list)
+        self.setup = {}  # figures of the preparation (accounts_secs), copied into the run's result
 
     def add(self, url, pid, stop):
         if url:
@@ -195,6 +217,7 @@ class Bench:
         self.loadgen_reason = None
         self.run_counter = 0
         self.databases = []
+        self.secret_key = "bench-" + secrets.token_urlsafe(40)  # scenario 8: the shell and the server sign alike
 
     def close(self):
         for db in self.databases:
@@ -251,6 +274,21 @@ class Bench:
         db.__enter__()
         self.databases.append(db)
         return db
+
+    def make_accounts(self, database_url, prefix, count):
+        """Accounts prefix0 .. prefix<count-1> in the database: (path of their tokens, seconds taken)."""
+        path = self.tmp / f"tokens-{prefix}.json"
+        started = time.monotonic()
+        try:
+            subprocess.run([sys.executable, "manage.py", "shell", "-c", ACCOUNTS_SCRIPT], cwd=ROOT, check=True,
+                           capture_output=True, text=True, timeout=300,
+                           env=base_env(DATABASE_URL=database_url, SECRET_KEY=self.secret_key, BENCH_PREFIX=prefix,
+                                        BENCH_COUNT=count, BENCH_TOKENS=path))
+        except subprocess.CalledProcessError as exc:
+            raise BenchError(f"creating {count} accounts failed:\n{exc.stderr[-2000:]}") from None
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"creating {count} accounts took over 300 s") from None
+        return path, time.monotonic() - started
 
     def next_run_id(self):
         self.run_counter += 1
@@ -331,21 +369,27 @@ def npm_install(npm, folder, probe_package):
 class LoadGens:
     """Several bench/loadgen.mjs processes sharing `total` clients (contiguous index blocks)."""
 
-    def __init__(self, bench, urls, total, rooms, prefix, room_prefix, procs):
+    def __init__(self, bench, urls, total, rooms, prefix, room_prefix, procs, pairs=False, tokens_file=None):
         self.bench = bench
         self.procs = []
         self.queues = []
         self.logs = []
         self.configs = []
-        procs = max(1, min(procs, total))
-        base, extra = divmod(total, procs)
+        unit = 2 if pairs else 1  # pairs: both members of a pair in the same process
+        procs = max(1, min(procs, total // unit))
+        base, extra = divmod(total // unit, procs)
         first = 0
         for index in range(procs):
-            count = base + (1 if index < extra else 0)
+            count = unit * (base + (1 if index < extra else 0))
             config = {"index": index, "urls": urls, "prefix": prefix, "first": first, "count": count,
                       "total": total, "rooms": rooms, "roomPrefix": room_prefix,
-                      "connectConcurrency": bench.args.connect_concurrency, "joinConcurrency": 100,
-                      "timeoutMs": 15000, "textPad": 40, "maxLifetimeSecs": 1800}
+                      "connectConcurrency": bench.args.connect_concurrency,
+                      # pairs: 25 pairs at a time, each open_dm then two joins (up to 50 requests in
+                      # flight per process): enough to keep a server busy, and no request waits behind
+                      # hundreds of others past its 15 s timeout when the server is slow to set up.
+                      "joinConcurrency": 25 if pairs else 100,
+                      "timeoutMs": 15000, "textPad": 40, "maxLifetimeSecs": 1800,
+                      "pairs": pairs, "tokensFile": str(tokens_file) if tokens_file else None}
             first += count
             self.configs.append(config)
 
@@ -456,7 +500,7 @@ def join_clients(gens, spec):
             errors[code] = errors.get(code, 0) + n
     span = (max(a["last"] for a in answers) - min(a["first"] for a in answers)) / 1000
     return {"joined": sum(a["ok"] for a in answers), "join_failed": sum(a["failed"] for a in answers),
-            "join_errors": errors, "join_secs": span}
+            "join_errors": errors, "join_secs": span, "dms_opened": sum(a.get("opened", 0) for a in answers)}
 
 
 def run_traffic(gens, spec, tag, duration, drain_ms):
@@ -469,9 +513,10 @@ def run_traffic(gens, spec, tag, duration, drain_ms):
 def measure_traffic(bench, deployment, spec):
     """Connect, join, warm up, then one measured window of traffic."""
     run_id = bench.next_run_id()
-    result = {"target": deployment.label, "run": run_id, "loadavg_before": loadavg()}
+    result = {"target": deployment.label, "run": run_id, "loadavg_before": loadavg(), **deployment.setup,
+              "server_rss_start_kib": deployment.rss()}
     with LoadGens(bench, deployment.urls, spec["clients"], spec["rooms"], f"b{run_id}u", f"b{run_id}room",
-                  spec["procs"]) as gens:
+                  spec["procs"], pairs=spec.get("pairs", False), tokens_file=deployment.tokens_file) as gens:
         result.update(connect_clients(gens, spec))
         if result["connected"] != spec["clients"]:
             raise BenchError(f"{result['connect_failed']} of {spec['clients']} clients could not connect: "
@@ -486,6 +531,7 @@ def measure_traffic(bench, deployment, spec):
         cpu0, gen_cpu0, wall0 = deployment.cpu(), gens.cpu(), time.monotonic()
         answers = run_traffic(gens, spec, f"m{run_id}", spec["duration"], spec["drain_ms"])
         cpu1, gen_cpu1, wall1 = deployment.cpu(), gens.cpu(), time.monotonic()
+        rss1 = deployment.rss()  # every client still connected and in its room
         if profilers:
             result["profiles"] = finish_profilers(profilers)
         if not deployment.alive():
@@ -504,8 +550,10 @@ def measure_traffic(bench, deployment, spec):
         "duration_s": spec["duration"], "measured_wall_s": wall,
         "sent": total("sent"), "acked": total("acked"), "acked_in_window": total("ackedInWindow"),
         "acked_no_event": total("ackedNull"), "requests": add_counts(a["requests"] for a in answers),
-        "ack_errors": ack_errors, "skipped_sends": total("skipped"), "pending_acks_left": total("pendingLeft"),
+        "ack_errors": ack_errors, "ack_errors_total": sum(ack_errors.values()),
+        "skipped_sends": total("skipped"), "pending_acks_left": total("pendingLeft"),
         "deliveries": deliveries, "deliveries_in_window": total("deliveriesInWindow"),
+        "own_copies": total("ownCopies"),  # pairs: the sender's copy of its message (not in the latency)
         "deliveries_by_kind": add_counts(a["kinds"] for a in answers),
         "expected_deliveries": announced * room_size,
         "delivery_ratio": deliveries / (announced * room_size) if announced else None,
@@ -520,6 +568,7 @@ def measure_traffic(bench, deployment, spec):
         "loadgen_cpu_s": gen_cpu, "loadgen_cpu_pct_max": 100 * max(gen_cpu) / wall,
         "loadgen_cpu_pct_total": 100 * sum(gen_cpu) / wall,
         "latency_ms": latency, "ack_latency_ms": ack_latency,
+        "server_rss_kib": rss1, "server_rss_mib": rss1 / 1024,
         "loadavg_after": loadavg(),
     })
     return result
@@ -616,8 +665,8 @@ def measure_idle(bench, deployment, spec):
 
 
 # -- scenarios ----------------------------------------------------------------------------------
-def specs(smoke, procs):
-    """Scenario parameters; --smoke shrinks them to seconds."""
+def specs(smoke, procs, dm_rate=1.0):
+    """Scenario parameters; --smoke shrinks them to seconds. `dm_rate`: scenario 8's msgs/s per client."""
     common = {"procs": procs, "warmup": 0 if smoke else 2, "drain_ms": 3000 if smoke else 15000,
               "quiet_ms": 300 if smoke else 500}
     if smoke:
@@ -629,6 +678,7 @@ def specs(smoke, procs):
             5: dict(common, clients=10, rooms=1, mode="rate", rate=1, duration=1),
             6: dict(common, clients=10, rooms=2, mode="closed", duration=1),
             7: dict(common, clients=10, rooms=1, mode="rate", rate=4, duration=1, edit_share=0.1, react_share=0.1),
+            8: dict(common, clients=20, rooms=10, pairs=True, accounts=True, mode="rate", rate=1, duration=1),
         }
     return {
         1: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10),
@@ -638,6 +688,7 @@ def specs(smoke, procs):
         5: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10),
         6: dict(common, clients=200, rooms=20, mode="closed", duration=10),
         7: dict(common, clients=200, rooms=1, mode="rate", rate=1, duration=10, edit_share=0.05, react_share=0.05),
+        8: dict(common, clients=2000, rooms=1000, pairs=True, accounts=True, mode="rate", rate=dm_rate, duration=10),
     }
 
 
@@ -690,12 +741,32 @@ SCENARIOS = {
                  "deliveries alike, in one order",
         "targets": ["ours", "reference"], "measure": measure_traffic,
         "rows": TRAFFIC_ROWS + [("delivered / expected", "delivery_ratio", "{:.3f}")] + LOADGEN_ROW},
+    8: {"name": "dm-pairs", "title": "8 dm pairs",
+        "about": "pairs of clients, each pair in its own room, each client sending (open loop); ours: "
+                 "accounts (token auth) in direct rooms from open_dm; reference: a room per pair",
+        "targets": ["ours", "reference"], "measure": measure_traffic,
+        "rows": [("latency p50 ms to the other member (lower better)", ("latency_ms", "p50"), "{:.2f}"),
+                 ("latency p99 ms to the other member (lower better)", ("latency_ms", "p99"), "{:.2f}"),
+                 ("server CPU µs/message (lower better)", "server_cpu_us_per_ack", "{:.1f}"),
+                 ("server CPU % of a core", "server_cpu_pct", "{:.0f}"),
+                 ("deliveries/s", "deliveries_per_s", "{:,.0f}"),
+                 ("delivered / expected", "delivery_ratio", "{:.3f}"),
+                 ("ack p50 ms (lower better)", ("ack_latency_ms", "p50"), "{:.2f}"),
+                 ("ack errors", "ack_errors_total", "{:,.0f}"),
+                 ("server RSS MiB, all clients in their rooms (lower better)", "server_rss_mib", "{:.0f}")]
+                + LOADGEN_ROW},
 }
 
 
-def start_target(bench, scenario, target, run_id, state):
+def start_target(bench, spec, target, run_id, state):
     if target == "reference":
         return bench.start_reference()
+    if target == "ours" and spec.get("accounts"):
+        url = bench.sqlite_url()
+        tokens, secs = bench.make_accounts(url, f"b{run_id}u", spec["clients"])
+        deployment = bench.start_ours(url, "ours", SECRET_KEY=bench.secret_key)
+        deployment.tokens_file, deployment.setup = tokens, {"accounts_secs": secs}
+        return deployment
     if target == "ours":
         return bench.start_ours(bench.sqlite_url(), "ours")
     if target in ("ours-pg", "single-pg"):
@@ -730,7 +801,7 @@ def run_scenario(bench, number, spec, rounds):
             deployment = None
             started = time.monotonic()
             try:
-                deployment = start_target(bench, scenario, target, bench.run_counter + 1, state)
+                deployment = start_target(bench, spec, target, bench.run_counter + 1, state)
                 result = scenario["measure"](bench, deployment, spec)
                 result["round"] = round_index + 1
                 outcome["runs"][target].append(result)
@@ -875,7 +946,9 @@ def markdown(rows, results, info):
     for number, outcome in results.items():
         p = outcome["params"]
         bits = [f"{p['clients']} clients"]
-        if "rooms" in p:
+        if p.get("pairs"):
+            bits.append(f"{p['clients'] // 2} pairs, {p['rate']:g} msg/s per client")
+        elif "rooms" in p:
             bits.append(f"{p['rooms']} room(s)")
         if "duration" in p:
             bits.append(f"{p['duration']} s window" + (f" after {p['warmup']} s warm-up" if p.get("warmup") else ""))
@@ -956,9 +1029,10 @@ def write_atomic(path, text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description="Benchmark the chat server against a Node.js Socket.IO reference.")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7",
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8",
                         help="comma-separated scenario numbers (1 fan-out, 2 saturation, 3 many rooms, 4 idle, "
-                             "5 cluster, 6 persistence, 7 fan-out with edits and reactions); default all")
+                             "5 cluster, 6 persistence, 7 fan-out with edits and reactions, 8 direct message "
+                             "pairs); default all")
     parser.add_argument("--rounds", type=int, default=None, help="A/B rounds per scenario (default 2; 1 with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks that everything runs, in seconds")
     parser.add_argument("--out", default=str(BENCH / "results"), help="folder of the .json and .md results")
@@ -966,6 +1040,8 @@ def parse_args(argv):
     parser.add_argument("--connect-concurrency", type=int, default=100,
                         help="connections each load generator opens at once (default 100)")
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; 0.2 with --smoke)")
+    parser.add_argument("--dm-rate", type=float, default=1.0, metavar="R",
+                        help="scenario 8: messages per second of each client (default 1: 2,000 msg/s in all)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL parts (5 and 6 on PG)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="profile our server processes with py-spy during each measured traffic window "
@@ -985,6 +1061,8 @@ def parse_args(argv):
         parser.error("--rounds must be 1 to 20")
     if args.pause is None:
         args.pause = 0.2 if args.smoke else 2.0
+    if not 0.05 <= args.dm_rate <= 20:
+        parser.error("--dm-rate must be 0.05 to 20")
     if not 1 <= args.loadgen_procs <= 16:
         parser.error("--loadgen-procs must be 1 to 16")
     return args
@@ -1004,7 +1082,7 @@ def main(argv=None):
     results = {}
     try:
         bench.prepare()
-        all_specs = specs(args.smoke, args.loadgen_procs)
+        all_specs = specs(args.smoke, args.loadgen_procs, args.dm_rate)
         info = {"date": started.date().isoformat(), "started": started.isoformat(), "smoke": args.smoke,
                 "rounds": args.rounds, "command": [sys.executable, *sys.argv], "machine": machine_info(),
                 "versions": versions(bench), "ours_env": OURS_ENV, "reference_env": REFERENCE_ENV,

@@ -193,7 +193,7 @@ def test_a_client_that_was_away_converges_to_one_that_never_left(cluster, client
     last = actors[0].send(room, "last")["id"]
     wait_until(lambda: stayer_state.follow(stayer, room).resume >= last, message="the stayer caught up")
 
-    back = clients(nodes[0].url).connect(away.name)
+    back = clients(nodes[0].url).connect(token=away.welcome["token"])  # the same guest (its guest id)
     since, pages = away_state.resume, 0
     while True:
         ack = back.join(room, since=since)

@@ -18,10 +18,16 @@
 //   count, users (first 5)} to the room, then ack {ok, event}; per message at most 20 emoji,
 //   per person 10; the emoji check is rough (one pictographic character and its modifiers);
 // - nothing changed (same text, reaction already there or not there): ack {ok, event: null};
+// - `open_dm` {users: [name, ...]} -> ack {ok, room: {name, kind: "direct", title}}: the
+//   room of the caller and those names (at most CHAT_DM_MAX in all), "dm-" and 24 hex digits
+//   of the SHA-256 of the sorted lower-cased names, so the same people always get the same
+//   name. Nothing is stored and nobody is checked: the room is a public room that whoever
+//   knows the name may join (no accounts, no membership; the benchmark's floor);
 // - one sequence per room: a message's id and an event's seq are its next number;
 // - history kept in memory, at most 1000 messages per room, edited text included (reactions
 //   are not listed in history; no `delete`, `set_topic` nor `join {since}`).
 // Logs `listening on http://HOST:PORT` once it accepts connections; stops on SIGTERM/SIGINT.
+import { createHash } from "node:crypto";
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
@@ -30,6 +36,7 @@ const HISTORY_KEPT = 1000;
 const MAX_MESSAGE = 4000;
 const MAX_ROOMS_PER_CONNECTION = 50;
 const MEMBERS_LISTED = Number(process.env.CHAT_MAX_MEMBERS_LISTED || 500);
+const DM_MAX = Number(process.env.CHAT_DM_MAX || 8);
 const NAME_RE = /^[A-Za-z0-9_.-]{1,32}$/;
 const ROOM_RE = /^[a-z0-9_-]{1,64}$/;
 const NONCE_MAX = 64;
@@ -275,12 +282,25 @@ io.on("connection", (socket) => {
     reply({ ok: true, message });
   });
 
+  socket.on("open_dm", (data, ack) => {
+    const reply = replyTo(ack);
+    if (!isObject(data) || !Array.isArray(data.users)) return reply(failure("invalid_payload", "users must be a list"));
+    if (!data.users.every((u) => typeof u === "string" && NAME_RE.test(u))) {
+      return reply(failure("invalid_payload", "users must be names"));
+    }
+    const people = Array.from(new Set([name, ...data.users].map((u) => u.toLowerCase()))).sort();
+    if (people.length < 2) return reply(failure("invalid_payload", "name at least one other person"));
+    if (people.length > DM_MAX) return reply(failure("too_many_people", `at most ${DM_MAX} people`));
+    const roomName = "dm-" + createHash("sha256").update(people.join(",")).digest("hex").slice(0, 24);
+    reply({ ok: true, room: { name: roomName, kind: "direct", title: people.join(", ") } });
+  });
+
   socket.on("edit", (data, ack) => replyTo(ack)(edit(socket, data)));
   socket.on("react", (data, ack) => replyTo(ack)(reaction(socket, data, "react")));
   socket.on("unreact", (data, ack) => replyTo(ack)(reaction(socket, data, "unreact")));
 
   socket.onAny((event, ...args) => {
-    if (["join", "leave", "send", "edit", "react", "unreact"].includes(event)) return;
+    if (["join", "leave", "send", "open_dm", "edit", "react", "unreact"].includes(event)) return;
     const ack = args[args.length - 1];
     if (typeof ack === "function") ack(failure("unknown_event", `unknown event '${String(event).slice(0, 64)}'`));
   });
