@@ -182,7 +182,9 @@ class RoomMember(models.Model):
     read_count, so no row is ever counted to show a badge."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="members")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships")
+    # db_index off: the unique (user, room) index serves every lookup by user
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships",
+                             db_index=False)
     role = models.CharField(max_length=10, choices=[(r, r) for r in ROLES], default=MEMBER)
     joined_at = models.DateTimeField(default=timezone.now)
     last_read = models.BigIntegerField(default=0, help_text="The number of the last event read.")
