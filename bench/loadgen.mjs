@@ -21,7 +21,7 @@
 //
 // Commands, one JSON object per line on stdin; one JSON answer per command on stdout:
 //   {"cmd":"connect","at":EPOCH_MS}  -> {"event":"connected", ok, failed, errors, first, last}
-//   {"cmd":"join"}                   -> {"event":"joined", ok, failed, errors}
+//   {"cmd":"join"}                   -> {"event":"joined", ok, failed, errors, opened (pairs: rooms opened)}
 //   {"cmd":"run","at":EPOCH_MS,"mode":"rate"|"closed","rate":PER_SEC,"duration":SECS,
 //    "drainMs":MS,"quietMs":MS,"tag":"w1","mix":{"edit":0.05,"react":0.05}}
 //                                    -> {"event":"ran", sent, acked, deliveries, latency, ...}
