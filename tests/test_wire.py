@@ -179,7 +179,7 @@ def test_a_stalled_reader_under_the_outbox_limit_is_released_after_its_ping_time
     """Its backlog stays under the limits, so only the ping timeout ends it: closing must
     not wait forever for a socket that never drains."""
     server = start_server(CHAT_RATE_LIMITS="off", CHAT_PING_INTERVAL_SECS=10, CHAT_PING_TIMEOUT_SECS=2,
-                          CHAT_MAX_OUTBOX=100_000, CHAT_MAX_OUTBOX_BYTES=256 * 1024 * 1024)
+                          CHAT_MAX_OUTBOX=100_000, CHAT_MAX_OUTBOX_BYTES=256 * 1024 * 1024, CHAT_MAX_MESSAGE=7800)
     room = unique("room")
     a = clients(server.url).connect(name="talker")
     a.join(room)
@@ -189,8 +189,8 @@ def test_a_stalled_reader_under_the_outbox_limit_is_released_after_its_ping_time
         stalled.connect(name="frozen")
         assert stalled.call("join", {"room": room})["ok"]
         started = time.monotonic()
-        for i in range(1500):  # ~6 MB: more than the kernel buffers hold, far under the limit
-            a.send(room, f"{i} " + "x" * 3900)
+        for i in range(750):  # ~6 MB in few sends: more than the kernel buffers hold, far under the limit
+            a.send(room, f"{i} " + "x" * 7790)
         assert time.monotonic() - started < 10  # the backlog is there before the first ping is due (not a speed check)
         a.wait_for("presence", lambda d: d["user"] == "frozen" and d["action"] == "leave", timeout=25)
         wait_until(lambda: socket_fds(server.pid) <= sockets_before, timeout=15,
