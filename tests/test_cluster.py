@@ -135,7 +135,7 @@ def test_concurrent_senders_on_two_nodes_share_one_order_and_since_is_exact(clus
         t.join()
     total = per_sender * len(members)
     orders = [[m["id"] for m in member.wait_messages(room, total, timeout=30)] for member in members]
-    assert all(order == list(range(1, total + 1)) for order in orders)
+    assert all(order == list(range(1, total + 1)) for order in orders), [o for o in orders if o != list(range(1, total + 1))][:1]
     assert all(member.messages(room) == members[0].messages(room) for member in members)
     back = clients(n1.url).connect(token=watcher.welcome["token"])
     recovered = back.join(room, since=gap_start)["history"]
