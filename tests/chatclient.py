@@ -3,6 +3,7 @@ import threading
 import time
 import uuid
 
+import engineio
 import socketio
 
 from tests.serverproc import wait_until
@@ -16,11 +17,28 @@ STREAM_EVENTS = ("message", "message_edited", "message_deleted", "reaction", "to
                  "room_archived")  # numbered, in order
 
 
+class InOrderEngineClient(engineio.Client):
+    """python-engineio's client runs the handler of each received message in a thread of its
+    own (`run_async=True`), so under load message N+1 can be recorded before message N
+    (python-socketio issue #382). Handled in the read loop instead, events are recorded in
+    the order they arrived on the wire, which is what the ordering tests assert on."""
+
+    def _trigger_event(self, event, *args, **kwargs):
+        if event == "message":
+            kwargs["run_async"] = False
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class InOrderClient(socketio.Client):
+    def _engineio_client_class(self):
+        return InOrderEngineClient
+
+
 class ChatClient:
     def __init__(self, url, transport="websocket", reconnection=False):
         self.url = url
         self.transports = [transport] if transport != "polling-upgrade" else ["polling", "websocket"]
-        self.sio = socketio.Client(reconnection=reconnection, request_timeout=10)
+        self.sio = InOrderClient(reconnection=reconnection, request_timeout=10)
         self.events = []  # (event, data) in arrival order
         self.lock = threading.Lock()
         self.connect_error = None
