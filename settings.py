@@ -26,6 +26,21 @@ def env_int(name, default, minimum=1):
     return number
 
 
+def env_millis(name, default_ms, seconds_name=None):
+    """A duration in milliseconds from `name` (e.g. CHAT_PING_INTERVAL_MS). The older
+    whole-seconds variable `seconds_name` keeps working; both set to different durations
+    is refused, so an operator never wonders which one is in force."""
+    millis = os.environ.get(name) or None
+    seconds = os.environ.get(seconds_name) if seconds_name else None
+    chosen = env_int(name, default_ms) if millis is not None else None
+    if seconds not in (None, ""):
+        from_seconds = env_int(seconds_name, 1) * 1000
+        if chosen is not None and chosen != from_seconds:
+            raise ValueError(f"{name}={chosen} and {seconds_name}={seconds} disagree: set only {name}")
+        chosen = from_seconds
+    return default_ms if chosen is None else chosen
+
+
 def env_bool(name, default):
     value = os.environ.get(name)
     if value in (None, ""):
@@ -180,8 +195,10 @@ CHAT_WRITE_BATCH = env_int("CHAT_WRITE_BATCH", 200)  # messages committed in one
 CHAT_DELIVERY_QUEUE = env_int("CHAT_DELIVERY_QUEUE", 1000)  # committed batches awaiting delivery; then the writer waits
 CHAT_FEED_BUFFER = env_int("CHAT_FEED_BUFFER", 1000)  # out-of-order events held per room
 CHAT_MAX_PAYLOAD_BYTES = env_int("CHAT_MAX_PAYLOAD_BYTES", 64 * 1024)  # Engine.IO packet limit
-CHAT_PING_INTERVAL_SECS = env_int("CHAT_PING_INTERVAL_SECS", 25)
-CHAT_PING_TIMEOUT_SECS = env_int("CHAT_PING_TIMEOUT_SECS", 20)
+# Engine.IO heartbeat and Socket.IO connect timeout, in milliseconds; the *_SECS forms still work.
+CHAT_PING_INTERVAL_MS = env_millis("CHAT_PING_INTERVAL_MS", 25000, "CHAT_PING_INTERVAL_SECS")
+CHAT_PING_TIMEOUT_MS = env_millis("CHAT_PING_TIMEOUT_MS", 20000, "CHAT_PING_TIMEOUT_SECS")
+CHAT_CONNECT_TIMEOUT_MS = env_millis("CHAT_CONNECT_TIMEOUT_MS", 45000)  # no namespace connected by then: closed
 CHAT_LISTEN_BACKLOG = env_int("CHAT_LISTEN_BACKLOG", 2048)  # pending TCP connects (reconnect storms)
 CHAT_RATE_LIMITS = env_str("CHAT_RATE_LIMITS", "on")  # on | off | send=4/20,typing=10/30,join=5/30
 CHAT_FLOOD_STRIKES = env_int("CHAT_FLOOD_STRIKES", 20)  # refusals in a row before a flooder is cut off

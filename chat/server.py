@@ -88,20 +88,37 @@ def limits_from_settings():
     )
 
 
-def build_runtime():
-    metrics = NodeMetrics()
-    manager = bus.build_manager(settings.CHAT_BROKER_URL, metrics=metrics)
-    sio = BoundedServer(
+def engine_options():
+    """The Engine.IO options of every server of this process, from settings."""
+    return dict(
+        async_mode="gevent", max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
+        ping_interval=settings.CHAT_PING_INTERVAL_MS / 1000, ping_timeout=settings.CHAT_PING_TIMEOUT_MS / 1000,
+        cors_allowed_origins=_cors_origins(settings.CHAT_ALLOWED_ORIGINS),
+    )
+
+
+def _cors_origins(origins):
+    """CHAT_ALLOWED_ORIGINS: empty, the site's own host only; `*`, any origin."""
+    return "*" if origins == ["*"] else (origins or None)
+
+
+def socketio_server(client_manager=None):
+    """The chat's Socket.IO server (bounded, spec-exact), configured from settings."""
+    return BoundedServer(
         max_packets=settings.CHAT_MAX_OUTBOX, max_bytes=settings.CHAT_MAX_OUTBOX_BYTES,
-        async_mode="gevent", client_manager=manager,
-        max_http_buffer_size=settings.CHAT_MAX_PAYLOAD_BYTES,
-        ping_interval=settings.CHAT_PING_INTERVAL_SECS, ping_timeout=settings.CHAT_PING_TIMEOUT_SECS,
-        cors_allowed_origins=settings.CHAT_ALLOWED_ORIGINS or None,
+        client_manager=client_manager, connect_timeout=settings.CHAT_CONNECT_TIMEOUT_MS / 1000,
         logger=False, engineio_logger=False,
         # A connection's events run one at a time, in order, in its session greenlet: no
         # greenlet per event, and a `send` right after a `join` never overtakes it.
         async_handlers=False,
+        **engine_options(),
     )
+
+
+def build_runtime():
+    metrics = NodeMetrics()
+    manager = bus.build_manager(settings.CHAT_BROKER_URL, metrics=metrics)
+    sio = socketio_server(client_manager=manager)
     presence = Presence()
     service = None
     store = Store(settings.CHAT_DB_READERS, settings.CHAT_DB_QUEUE, settings.CHAT_WRITE_BATCH,

@@ -80,6 +80,11 @@ def frame_of(pkt):
     return websocket_frame(bytes(encoded), BINARY_OPCODE)
 
 
+def _is_upgrade(environ):
+    connection = {token.strip() for token in environ.get("HTTP_CONNECTION", "").lower().split(",")}
+    return "upgrade" in connection and environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+
+
 def detach(handler):
     """Take a websocket's TCP connection from gevent-websocket's pywsgi handler.
 
@@ -113,6 +118,32 @@ class DirectSocket(engineio.socket.Socket):
     wire = None  # set once the session runs on a websocket
     _ping_timer = None
     _cut_due = False  # a long-polling session over the outbox limits, closing
+    _polling = False  # a long-polling GET is waiting for packets
+
+    # -- long-polling requests (python-engineio's, corrected) ------------------------------
+    def handle_get_request(self, environ, start_response):
+        """A second GET while one waits is a broken or hostile client: as Node does, the
+        session is closed (the waiting GET gets `1`) and the second one refused (upstream
+        made it wait for the first, then served it)."""
+        if _is_upgrade(environ):
+            return super().handle_get_request(environ, start_response)
+        if self._polling:
+            self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
+            raise engineio.exceptions.EngineIOError("overlapping polling requests")
+        self._polling = True
+        try:
+            return super().handle_get_request(environ, start_response)
+        finally:
+            self._polling = False
+
+    def handle_post_request(self, environ):
+        """An undecodable payload closes the session (upstream logged it, answered OK and
+        kept the session): the request is answered 400, and so is every later one."""
+        try:
+            super().handle_post_request(environ)
+        except (ValueError, engineio.exceptions.UnknownPacketError) as exc:
+            self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_ERROR)
+            raise engineio.exceptions.EngineIOError("undecodable payload") from exc
 
     # -- sending --------------------------------------------------------------------------
     def send(self, pkt):
@@ -154,9 +185,12 @@ class DirectSocket(engineio.socket.Socket):
     def schedule_ping(self):
         if self.last_ping:
             self.last_ping = None
-            self._stop_ping_timer()
-            timer = self._ping_timer = gevent.get_hub().loop.timer(self.server.ping_interval, ref=False)
-            timer.start(self._ping)
+            self._start_ping_timer(self.server.ping_interval, self._ping)
+
+    def _start_ping_timer(self, seconds, callback):
+        self._stop_ping_timer()
+        timer = self._ping_timer = gevent.get_hub().loop.timer(seconds, ref=False)
+        timer.start(callback)
 
     def _ping(self):
         self._stop_ping_timer()
@@ -164,8 +198,17 @@ class DirectSocket(engineio.socket.Socket):
             if not self.closing and not self.closed:
                 self.last_ping = time.time()
                 self.send(engineio.packet.Packet(engineio.packet.PING))
+                self._start_ping_timer(self.server.ping_timeout, self._pong_overdue)
         except Exception:  # runs in the hub
             log.exception("ping of eio_sid=%s failed", self.sid)
+
+    def _pong_overdue(self):
+        """No PONG within ping_timeout of the PING: the session closes then, as Node's does
+        (upstream noticed only at the next send or sweep of its service task, so a poll
+        arriving just after the deadline was still served)."""
+        self._stop_ping_timer()
+        if self.last_ping and not self.closing and not self.closed:
+            gevent.spawn(self.close, wait=False, reason=self.server.reason.PING_TIMEOUT)
 
     def _stop_ping_timer(self):
         timer, self._ping_timer = self._ping_timer, None
@@ -218,7 +261,7 @@ class DirectSocket(engineio.socket.Socket):
             except Empty:
                 break
             self.queue.task_done()
-            if pkt is not None:
+            if pkt is not None and pkt.packet_type != engineio.packet.NOOP:  # NOOPs end polls only
                 wire.write(frame_of(pkt))
         self.wire = wire
         self.queue = None  # python-engineio's queue (about 2.5 KiB) is not used from here on
@@ -260,10 +303,9 @@ class DirectSocket(engineio.socket.Socket):
             conn.receive_data(data)
 
     def _receive_packet(self, data):
-        try:
-            self.receive(engineio.packet.Packet(encoded_packet=data))
-        except engineio.exceptions.UnknownPacketError:
-            pass
+        """An undecodable or unknown packet raises, which ends the session (upstream ignored
+        packets of an unknown type)."""
+        self.receive(engineio.packet.Packet(encoded_packet=data))
 
     def _refuse_oversize(self, conn, limit):
         """A message over CHAT_MAX_PAYLOAD_BYTES: close with 1009 (Message Too Big) and a
@@ -288,6 +330,8 @@ class DirectSocket(engineio.socket.Socket):
         self._stop_ping_timer()
         wire = self.wire
         if wire is None:
+            if abort and self._polling and not self.closed:
+                self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))  # ends the waiting GET, as Node does
             return super().close(wait=wait, abort=abort, reason=reason)
         if self.closed or self.closing:
             return

@@ -54,7 +54,7 @@ class RawPolling:
         self.sid = json.loads(opened[1:])["sid"]
 
     def post(self, packet):
-        assert self.http.post(f"{self.base}&sid={self.sid}", data=packet, timeout=10).text == "OK"
+        assert self.http.post(f"{self.base}&sid={self.sid}", data=packet, timeout=10).text == "ok"
 
     def poll(self):
         return self.http.get(f"{self.base}&sid={self.sid}", timeout=30).text.split(self.SEPARATOR)

@@ -34,7 +34,7 @@ def test_every_error_code_is_documented():
 
 
 def test_every_setting_is_in_the_readme():
-    names = set(re.findall(r'env_(?:str|int|bool|list)\("(\w+)"', source("settings.py")))
+    names = set(re.findall(r'env_(?:str|int|bool|list|millis)\("(\w+)"', source("settings.py")))
     names |= {"DATABASE_URL", "SECRET_KEY"}
     for name in names:
         assert f"`{name}`" in README, name
