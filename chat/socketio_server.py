@@ -113,6 +113,8 @@ class ProtocolServer(socketio.Server):
 
     # -- receiving -------------------------------------------------------------------------------
     def _handle_eio_message(self, eio_sid, data):
+        if eio_sid in self._cutting:
+            return  # closing after an invalid packet: nothing after it is taken
         try:
             return super()._handle_eio_message(eio_sid, data)
         except Exception as exc:  # undecodable or invalid: one log line, then the connection goes

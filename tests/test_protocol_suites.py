@@ -5,7 +5,14 @@ behaviour, configured through settings with the suites' timings.
 
 Every test of each suite must pass, on websocket and long-polling alike; the counts are
 checked too, so a suite that silently ran fewer tests would fail here. The read-only suites
-are copied to a temporary folder and their locked npm packages installed there."""
+are copied to a temporary folder and their locked npm packages installed there.
+
+One test races by design: the Engine.IO suite's "ignores HTTP requests with same sid after
+upgrade" sends `2probe` and `5` without waiting for `3probe`, polls, then expects the next
+websocket message to be the echo. When the client's ws delivers `3probe` in the same event
+loop turn as the poll's answer, the test takes `3probe` for the echo. Node's own engine.io
+6 server fails it the same way, 2 runs in 10 on this machine, as ours does. Mocha may retry
+that test (and only that one) twice; any other test must pass at its first attempt."""
 import json
 import shutil
 import subprocess
@@ -17,6 +24,8 @@ from tests.needs import missing
 from tests.serverproc import ROOT, ListeningProcess, base_env
 
 SUITES = ROOT.parent / "shared" / "protocol-suites"
+RACY = {"Engine.IO protocol upgrade ignores HTTP requests with same sid after upgrade"}
+RETRIES = 2
 SUITE_TIMINGS = {  # what both suites' README expects of the server under test
     "CHAT_PING_INTERVAL_MS": 300, "CHAT_PING_TIMEOUT_MS": 200, "CHAT_CONNECT_TIMEOUT_MS": 1000,
     "CHAT_MAX_PAYLOAD_BYTES": 1_000_000, "CHAT_ALLOWED_ORIGINS": "*",
@@ -45,14 +54,16 @@ def installed_suite(name, tmp_path_factory):
 
 
 def run_suite(folder, url, **env):
-    """Run the suite with mocha's JSON reporter; returns (stats, failures as 'title: message')."""
-    done = subprocess.run(["npx", "mocha", "test-suite.js", "--reporter", "json"], cwd=folder,
+    """Run the suite with mocha's JSON reporter; returns (stats, failures as 'title: message',
+    titles of the tests that passed only on a retry)."""
+    done = subprocess.run(["npx", "mocha", "test-suite.js", "--reporter", "json", "--retries", str(RETRIES)], cwd=folder,
                           env=base_env(SUITE_URL=url, **env), capture_output=True, text=True, timeout=300)
     start = done.stdout.find("{")
     assert start >= 0, f"mocha printed no report (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
     report = json.loads(done.stdout[start:])
     failures = [f"{test['fullTitle']}: {test['err'].get('message')}" for test in report["failures"]]
-    return report["stats"], failures
+    retried = {test["fullTitle"] for test in report["passes"] if test.get("currentRetry")}
+    return report["stats"], failures, retried
 
 
 @pytest.mark.parametrize("suite, expected, env", [
@@ -60,6 +71,7 @@ def run_suite(folder, url, **env):
     ("socket.io-protocol", 32, {}),
 ])
 def test_official_suite_passes_every_test(suite, expected, env, conformance_url, tmp_path_factory):
-    stats, failures = run_suite(installed_suite(suite, tmp_path_factory), conformance_url, **env)
+    stats, failures, retried = run_suite(installed_suite(suite, tmp_path_factory), conformance_url, **env)
     assert failures == []
+    assert retried <= RACY, "passed only when retried"
     assert (stats["tests"], stats["passes"]) == (expected, expected)
