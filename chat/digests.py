@@ -36,9 +36,9 @@ SEND_BATCH = 5  # unsent digests one job sends at most (normally one)
 
 
 # -- in the committing transaction ---------------------------------------------------------------
-def direct_recipients(room_id, author_id):
-    """The other members of a direct room: every message there notifies them."""
-    return set(RoomMember.objects.filter(room_id=room_id).exclude(user_id=author_id).values_list("user_id", flat=True))
+def direct_members(room_id):
+    """The members of a direct room: a message there notifies all but its author."""
+    return frozenset(RoomMember.objects.filter(room_id=room_id).values_list("user_id", flat=True))
 
 
 def schedule(user_ids):

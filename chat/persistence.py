@@ -190,6 +190,7 @@ def _commit_posts(drafts):
         for room_name in sorted(fresh):
             drafts_here, parents = _without_bad_replies(cursor, room_name, fresh[room_name], results)
             reserved = _reserve_seqs(cursor, room_name, len(drafts_here), stamp) if drafts_here else None
+            members = digests.direct_members(reserved[0]) if reserved and reserved[3] == DIRECT else frozenset()
             for offset, (index, draft) in enumerate(drafts_here):
                 if reserved is None:
                     results[index] = _refusal(room_name)
@@ -206,7 +207,7 @@ def _commit_posts(drafts):
                                        text=draft.text, created_at=stamp, nonce=draft.nonce, ordinal=ordinal,
                                        mentions=named, **reply))
                 results[index] = Posted(wire, created=True, notify=notify)
-                emailed |= notify | (_direct_others(reserved, draft.user_id) if reserved[3] == DIRECT else set())
+                emailed |= notify | (members - {draft.user_id})  # a DM notifies the others
         if rows:
             cursor.executemany(INSERT.sql, rows)
         digests.schedule(emailed)  # the digest jobs commit with the messages that cause them
@@ -214,10 +215,6 @@ def _commit_posts(drafts):
 
 
 MENTIONS_JSON = Message._meta.get_field("mentions")
-
-
-def _direct_others(reserved, author_id):
-    return digests.direct_recipients(reserved[0], author_id)
 
 
 def _mentions(room_id, room_name, seq, draft, wire):
