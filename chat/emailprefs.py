@@ -9,6 +9,7 @@ token is the credential.
 """
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.db import transaction
@@ -26,10 +27,12 @@ def unsubscribe_url(user_id):
 
 
 def user_of(token):
+    """The account id a link was signed for, if it is genuine and the account still exists."""
     try:
-        return signing.loads(token, salt=UNSUBSCRIBE_SALT)
+        user_id = signing.loads(token, salt=UNSUBSCRIBE_SALT)
     except signing.BadSignature:
         return None
+    return user_id if get_user_model()._default_manager.filter(pk=user_id).exists() else None
 
 
 class EmailSettingsForm(forms.Form):
