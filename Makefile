@@ -22,9 +22,10 @@ setup: $(VENV)/.installed node_modules/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --clear --verbosity 0
 
-## run: set up, then serve on http://$(HOST):$(PORT) (SQLite unless DATABASE_URL is set)
+## run: set up, then serve on http://$(HOST):$(PORT) (SQLite unless DATABASE_URL is set), with one job worker
+WORKERS ?= 1
 run: setup
-	$(PY) run_server.py --host $(HOST) --port $(PORT)
+	$(PY) run_server.py --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
 ## test: the whole test suite against real server processes
 test: setup
@@ -33,7 +34,7 @@ test: setup
 ## cluster: broker + 2 nodes + nginx on http://127.0.0.1:8080 against PostgreSQL; Ctrl-C stops all
 CLUSTER_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/chat
 cluster: setup
-	DATABASE_URL=$${DATABASE_URL:-$(CLUSTER_DATABASE_URL)} $(PY) deploy/cluster.py --port 8080 --nodes 2
+	DATABASE_URL=$${DATABASE_URL:-$(CLUSTER_DATABASE_URL)} $(PY) deploy/cluster.py --port 8080 --nodes 2 --workers 2
 
 ## bench: ours against a Node.js Socket.IO reference (bench/README.md), e.g. BENCH_ARGS="--scenarios 1,2 --rounds 3"
 bench: setup

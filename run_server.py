@@ -1,4 +1,4 @@
-"""Start a chat node: `python run_server.py [--host 127.0.0.1] [--port 8000] [--broker tcp://H:P]`,
+"""Start a chat node: `python run_server.py [--host 127.0.0.1] [--port 8000] [--broker tcp://H:P] [--workers N]`,
 or the cluster's ZeroMQ forwarder: `python run_server.py broker [--bind tcp://127.0.0.1:5555]`.
 
 A node is patched by gevent before anything else is imported. The broker is not: it forwards
@@ -20,14 +20,20 @@ def serve_node(argv):
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (it is logged)")
     parser.add_argument("--broker", help="join a cluster: tcp://HOST:PORT (or set CHAT_BROKER_URL)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="job workers (manage.py db_worker) to run beside this node and stop with it")
     args = parser.parse_args(argv)
     if args.broker:
         os.environ["CHAT_BROKER_URL"] = args.broker
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
     django.setup()
-    from chat import server
+    from chat import server, workerprocs
 
-    server.serve(args.host, args.port)
+    workers = workerprocs.start(max(args.workers, 0))
+    try:
+        server.serve(args.host, args.port, on_stop=lambda: workerprocs.signal_all(workers))
+    finally:
+        workerprocs.stop(workers)
 
 
 def serve_broker(argv):

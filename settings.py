@@ -74,7 +74,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "chat",
+    "chat",  # before django_tasks_db: its `db_worker` command is chat's (chat.worker), see README
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 MIDDLEWARE = [
@@ -238,3 +240,32 @@ CHAT_MY_ROOMS_LISTED = env_int("CHAT_MY_ROOMS_LISTED", 500)  # rooms and DMs in 
 CHAT_ROOM_MENTION_OPEN_MAX = env_int("CHAT_ROOM_MENTION_OPEN_MAX", 20)  # larger rooms: @room by owners/mods only
 CHAT_MENTIONS_PER_MESSAGE = env_int("CHAT_MENTIONS_PER_MESSAGE", 20)  # @names stored per message; more are text
 CHAT_ROOM_MEMBERS_MAX = env_int("CHAT_ROOM_MEMBERS_MAX", 10000)  # accounts in one private room
+
+# -- background work: django-tasks with its database backend (chat.jobs, chat.worker) --------
+# The queue is a table in DATABASE_URL: a job row is written in the transaction that causes it.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+CHAT_JOB_MAX_ATTEMPTS = env_int("CHAT_JOB_MAX_ATTEMPTS", 5)  # then the job stays FAILED, in the admin
+CHAT_JOB_BACKOFF_SECS = env_int("CHAT_JOB_BACKOFF_SECS", 10)  # before the 2nd attempt; doubles each time
+CHAT_JOB_BACKOFF_MAX_SECS = env_int("CHAT_JOB_BACKOFF_MAX_SECS", 3600)  # longest wait between attempts
+CHAT_JOB_HEARTBEAT_SECS = env_int("CHAT_JOB_HEARTBEAT_SECS", 5)  # a worker says it is alive this often
+CHAT_JOB_LEASE_SECS = env_int("CHAT_JOB_LEASE_SECS", 30)  # silent this long: its running job is ready again
+CHAT_JOB_KEEP_SECS = env_int("CHAT_JOB_KEEP_SECS", 86400)  # successful job rows are deleted after this
+CHAT_JOB_KEEP_FAILED_SECS = env_int("CHAT_JOB_KEEP_FAILED_SECS", 30 * 86400)  # failed ones after this
+CHAT_MAINTENANCE_EVERY_SECS = env_int("CHAT_MAINTENANCE_EVERY_SECS", 3600)  # pruning and retention run this often
+CHAT_RETENTION_AGE = env_str("CHAT_RETENTION_AGE", "")  # e.g. 30d: messages older are purged; empty: off
+
+# -- email notifications (chat.digests): Django's email framework ----------------------------
+CHAT_EMAIL_DELAY_SECS = env_int("CHAT_EMAIL_DELAY_SECS", 600)  # DMs and mentions unread this long are emailed
+CHAT_EMAIL_DIGEST_MAX = env_int("CHAT_EMAIL_DIGEST_MAX", 50)  # messages quoted in one digest; the rest counted
+CHAT_EMAIL_KEEP_SECS = env_int("CHAT_EMAIL_KEEP_SECS", 30 * 86400)  # sent digests are deleted after this
+CHAT_SITE_URL = env_str("CHAT_SITE_URL", "http://127.0.0.1:8000").rstrip("/")  # links in emails
+EMAIL_HOST = env_str("EMAIL_HOST", "")  # set: email goes out by SMTP; empty: printed (console backend)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                        else "django.core.mail.backends.console.EmailBackend")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS (port 465)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # seconds: a stalled SMTP server fails the attempt (retried)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")

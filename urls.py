@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path, re_path
 
-from chat import accounts, views
+from chat import accounts, emailprefs, views
 
 ROOM = r"(?P<room>[a-z0-9_-]{1,64})"
 
@@ -19,5 +19,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password_change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("accounts/settings/", emailprefs.email_settings, name="email_settings"),
+    path("accounts/unsubscribe/<str:token>/", emailprefs.unsubscribe, name="unsubscribe"),
     path("admin/", admin.site.urls),
 ]

@@ -1,4 +1,5 @@
-"""Django admin for rooms, messages and bans.
+"""Django admin for rooms, messages, bans and the email digests sent (background jobs are
+django-tasks-db's own admin, "Task results", with each failure's traceback).
 
 Deleting a message here is the same room event as a `delete` from its author (chat.roomlog):
 the message becomes a tombstone, every member's client removes it live, and `since` replays
@@ -7,7 +8,7 @@ from django.contrib import admin
 from django.utils.html import format_html_join
 
 from chat import roomlog
-from chat.models import Ban, Message, Room, RoomEvent
+from chat.models import Ban, EmailDigest, Message, Room, RoomEvent
 
 
 @admin.register(Room)
@@ -80,3 +81,15 @@ class BanAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+
+@admin.register(EmailDigest)
+class EmailDigestAdmin(admin.ModelAdmin):
+    """What was emailed to whom (chat.digests); kept CHAT_EMAIL_KEEP_SECS after sending."""
+
+    list_display = ("to_email", "subject", "created_at", "sent_at")
+    search_fields = ("to_email",)
+    readonly_fields = ("user", "to_email", "subject", "body", "created_at", "claimed_at", "sent_at")
+
+    def has_add_permission(self, request):
+        return False

@@ -1,11 +1,14 @@
 """Prometheus metrics of one node, served at GET /metrics (prometheus-client's text format).
 
 prometheus-client keeps its collectors in a process-wide registry; this module owns them on
-purpose, and nothing else keeps counters.
+purpose, and nothing else keeps counters. The job queue is shared by every node and worker,
+so its figures are read from the database at scrape time (`JobQueueCollector`), not counted.
 """
+import logging
 import time
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 CONNECTED = Gauge("chat_connected_clients", "Socket.IO connections signed in on this node")
 ROOMS = Gauge("chat_rooms_with_local_members", "Rooms with members on this node")
@@ -48,3 +51,32 @@ class NodeMetrics:
     def refresh(connections, rooms):
         CONNECTED.set(connections)
         ROOMS.set(rooms)
+
+
+class JobQueueCollector:
+    """The background job queue (chat.jobs), read when /metrics is scraped: rows by status
+    (FAILED: jobs that failed for good, kept CHAT_JOB_KEEP_FAILED_SECS, in the admin), the
+    jobs due now (queue depth) and those waiting to retry after a failure."""
+
+    def describe(self):
+        return []  # no database work when the collector is registered
+
+    def collect(self):
+        from chat import jobs
+
+        try:
+            counts, due, retrying = jobs.queue_stats()
+        except Exception:  # the database is down: /metrics still answers, without these
+            logging.getLogger(__name__).warning("job queue figures unavailable", exc_info=True)
+            return
+        by_status = GaugeMetricFamily("chat_jobs", "Background job rows by status", labels=["status"])
+        for status, count in sorted(counts.items()):
+            by_status.add_metric([status.lower()], count)
+        yield by_status
+        yield GaugeMetricFamily("chat_jobs_due", "Jobs ready to run now (queue depth)", value=due)
+        yield GaugeMetricFamily("chat_jobs_retrying", "Jobs waiting to retry after a failed attempt", value=retrying)
+        yield GaugeMetricFamily("chat_jobs_failed", "Jobs that failed every attempt (kept for the admin)",
+                                value=counts.get("FAILED", 0))
+
+
+REGISTRY.register(JobQueueCollector())

@@ -191,6 +191,7 @@ class RoomMember(models.Model):
     read_count = models.BigIntegerField(default=0, help_text="Room.message_count when that message was posted.")
     mentions = models.IntegerField(default=0, help_text="Mentions after last_read.")
     muted = models.BooleanField(default=False)
+    emailed_through = models.BigIntegerField(default=0, help_text="The last event an email digest told of (chat.digests).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "room"], name="roommember_user_room_unique")]
@@ -280,3 +281,51 @@ class Ban(models.Model):
 
     def __str__(self):
         return f"{self.name} banned from {self.room}"
+
+
+# -- email notifications and background work (chat.digests, chat.jobs) ------------------------
+class EmailSettings(models.Model):
+    """An account's email notifications (the account page): whether digests are wanted, and
+    when the one digest job already queued for it is due (null: none), so that several
+    messages become one email."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                related_name="email_settings")
+    notify = models.BooleanField(default=True, help_text="Email DMs and mentions left unread.")
+    due_at = models.DateTimeField(null=True, blank=True, help_text="The queued digest job runs then.")
+
+    class Meta:
+        verbose_name_plural = "email settings"
+
+
+class EmailDigest(models.Model):
+    """One email, written (and the messages it tells of marked) in one transaction before it is
+    sent: a worker killed after that commit sends it on the retry instead of writing another."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_digests")
+    to_email = models.EmailField()
+    subject = models.CharField(max_length=200)
+    body = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="A job is sending it since then.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.subject} to {self.to_email}"
+
+
+class JobWorker(models.Model):
+    """A `manage.py db_worker` process, alive while it heartbeats (chat.jobs): a RUNNING job
+    whose worker fell silent is ready again."""
+
+    worker_id = models.CharField(max_length=64, primary_key=True)
+    host = models.CharField(max_length=100)
+    pid = models.IntegerField()
+    seen_at = models.DateTimeField(default=timezone.now)
+
+
+class JobSchedule(models.Model):
+    """A recurring job (chat.jobs.RECURRING): the next time a worker enqueues it."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    next_run_at = models.DateTimeField()

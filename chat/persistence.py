@@ -23,8 +23,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from chat import identity, mentions
-from chat.models import PUBLIC, Message, Reaction, Room, RoomEvent, RoomMember, reply_wire, wire_time
+from chat import digests, identity, mentions
+from chat.models import DIRECT, PUBLIC, Message, Reaction, Room, RoomEvent, RoomMember, reply_wire, wire_time
 from chat.protocol import INVALID_ROOM, MESSAGE_NOT_FOUND, ROOM_ARCHIVED, ProtocolError
 from chat.roomlog import number
 
@@ -103,7 +103,7 @@ class SQL:
     author = quote("author_key")
     nonce = quote("nonce")
     reserve = (f"UPDATE {rooms} SET last_seq = last_seq + %s, message_count = message_count + %s, "
-               f"last_active_at = %s WHERE name = %s AND archived_at IS NULL RETURNING id, last_seq, message_count")
+               f"last_active_at = %s WHERE name = %s AND archived_at IS NULL RETURNING id, last_seq, message_count, kind")
     members = quote(RoomMember._meta.db_table)
     read_own = (f"UPDATE {members} SET last_read = %s, read_count = %s, mentions = 0 "
                 f"WHERE room_id = %s AND user_id = %s AND last_read < %s")
@@ -135,11 +135,11 @@ INSERT = MessageInsert()
 
 def _reserve_seqs(cursor, room_name, count, stamp=None):
     """Lock the room row and reserve `count` ids for messages; returns (room_id, first_id,
-    first ordinal) or None (no such room, or archived)."""
+    first ordinal, kind) or None (no such room, or archived)."""
     cursor.execute(SQL.reserve, [count, count, stamp or connection.ops.adapt_datetimefield_value(timezone.now()),
                                  room_name])
     row = cursor.fetchone()
-    return None if row is None else (row[0], row[1] - count + 1, row[2] - count + 1)
+    return None if row is None else (row[0], row[1] - count + 1, row[2] - count + 1, row[3])
 
 
 def _refusal(room_name):
@@ -186,10 +186,11 @@ def _commit_posts(drafts):
         results, fresh = _split_repeats(drafts, _stored_by_nonce(cursor, drafts))
         now = timezone.now()
         stamp, ts = connection.ops.adapt_datetimefield_value(now), wire_time(now)
-        rows = []
+        rows, emailed = [], set()  # accounts a DM or mention may email (chat.digests)
         for room_name in sorted(fresh):
             drafts_here, parents = _without_bad_replies(cursor, room_name, fresh[room_name], results)
             reserved = _reserve_seqs(cursor, room_name, len(drafts_here), stamp) if drafts_here else None
+            members = digests.direct_members(reserved[0]) if reserved and reserved[3] == DIRECT else frozenset()
             for offset, (index, draft) in enumerate(drafts_here):
                 if reserved is None:
                     results[index] = _refusal(room_name)
@@ -206,8 +207,10 @@ def _commit_posts(drafts):
                                        text=draft.text, created_at=stamp, nonce=draft.nonce, ordinal=ordinal,
                                        mentions=named, **reply))
                 results[index] = Posted(wire, created=True, notify=notify)
+                emailed |= notify | (members - {draft.user_id})  # a DM notifies the others
         if rows:
             cursor.executemany(INSERT.sql, rows)
+        digests.schedule(emailed)  # the digest jobs commit with the messages that cause them
     return [Posted(results[r].message, created=False) if isinstance(r, int) else r for r in results]
 
 

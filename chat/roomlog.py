@@ -29,7 +29,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chat import identity, members, mentions, permissions, protocol
+from chat import digests, identity, members, mentions, permissions, protocol
 from chat import models
 from chat.models import Message, Reaction, Room, RoomEvent, wire_time
 from chat.protocol import ProtocolError
@@ -304,6 +304,7 @@ def commit(change, actor):
         RoomEvent.objects.create(room=room, seq=seq, kind=change.kind, actor=actor.name, user_id=actor.user_id,
                                  message_seq=change.message_id, data=outcome.data,
                                  previous_text=outcome.previous_text)
+        digests.schedule(outcome.notify)  # an edit's new mentions may be emailed (chat.digests)
     event = Committed({"room": room.name, "seq": seq, "kind": change.kind, **outcome.data})
     event.notify = outcome.notify
     return event

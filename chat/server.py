@@ -206,8 +206,8 @@ def host_allowed(environ):
     return bool(domain) and validate_host(domain, allowed)
 
 
-def serve(host, port):
-    """Run the chat server until SIGINT/SIGTERM."""
+def serve(host, port, on_stop=None):
+    """Run the chat server until SIGINT/SIGTERM; `on_stop()` is called as stopping begins."""
     global _runtime
     _runtime = build_runtime()
     _runtime.start()
@@ -219,6 +219,8 @@ def serve(host, port):
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, stopped.set)
     stopped.wait()
+    if on_stop is not None:
+        on_stop()
     log.info("stopping node=%s: no new connections, dropping %d, finishing database work",
              settings.CHAT_NODE_ID, len(_runtime.sio.eio.sockets))
     server.close()

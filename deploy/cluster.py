@@ -1,6 +1,6 @@
 """Run a chat cluster on this machine: broker + N nodes + nginx, until Ctrl-C.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/chat python deploy/cluster.py [--port 8080] [--nodes 2]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/chat python deploy/cluster.py [--port 8080] [--nodes 2] [--workers 2]
 
 Creates the database if missing, migrates, collects static files, starts everything on
 loopback and stops it all on Ctrl-C (or SIGTERM). The bus is authenticated with CURVE keys
@@ -89,6 +89,7 @@ class ClusterRunner:
         self.log = log
         self.broker = None
         self.nodes = {}
+        self.workers = []
         self.nginx = None
 
     def env(self, **extra):
@@ -114,6 +115,14 @@ class ClusterRunner:
                                              "--port", str(port), "--broker", self.broker_url],
                                             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
+    def start_workers(self, count):
+        """Job workers (`manage.py db_worker`, chat.worker) beside the nodes: they share the
+        queue in PostgreSQL, so any number on any host work one queue."""
+        for index in range(count):
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "manage.py", "db_worker", "--worker-id", f"worker-{index + 1}-{os.getpid()}"],
+                cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT))
+
     def start_nginx(self):
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.run_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -122,11 +131,12 @@ class ClusterRunner:
         self.nginx = subprocess.Popen([nginx_binary(), "-c", str(conf), "-p", str(self.run_dir),
                                        "-g", "daemon off;"], stdout=self.log, stderr=subprocess.STDOUT)
 
-    def start(self, nodes=None):
+    def start(self, nodes=None, workers=0):
         self.prepare()
         self.start_broker()
         for port in self.node_ports if nodes is None else nodes:
             self.start_node(port)
+        self.start_workers(workers)
         self.start_nginx()
         return self
 
@@ -136,7 +146,7 @@ class ClusterRunner:
         proc.wait(15)
 
     def stop(self):
-        procs = [self.nginx, *self.nodes.values(), self.broker]
+        procs = [self.nginx, *self.nodes.values(), *self.workers, self.broker]
         for proc in procs:
             if proc is not None and proc.poll() is None:
                 proc.terminate()
@@ -157,6 +167,7 @@ def main():
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--first-node-port", type=int, default=8001)
     parser.add_argument("--broker-port", type=int, default=5555)
+    parser.add_argument("--workers", type=int, default=2, help="job workers (manage.py db_worker)")
     parser.add_argument("--render-only", action="store_true", help="print the nginx config and exit")
     args = parser.parse_args()
     ports = [args.first_node_port + i for i in range(args.nodes)]
@@ -169,10 +180,12 @@ def main():
     runner = ClusterRunner(database_url, args.port, ports, args.broker_port)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    runner.start()
-    print(f"cluster: http://127.0.0.1:{args.port}/  nodes {ports}  broker {runner.broker_url}", flush=True)
+    runner.start(workers=args.workers)
+    print(f"cluster: http://127.0.0.1:{args.port}/  nodes {ports}  broker {runner.broker_url}  "
+          f"workers {args.workers}", flush=True)
     try:
-        while not stopping and all(p.poll() is None for p in [runner.broker, runner.nginx, *runner.nodes.values()]):
+        while not stopping and all(p.poll() is None for p in [runner.broker, runner.nginx, *runner.nodes.values(),
+                                                              *runner.workers]):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

@@ -36,6 +36,23 @@ def start_server(sqlite_template):
 
 
 @pytest.fixture
+def workers():
+    """Start real job workers (`manage.py db_worker`) on a database; all stopped after the
+    test, each must exit 0 within 10 s of SIGTERM."""
+    from tests.jobworkers import Worker
+
+    started = []
+
+    def start(database_url, **env):
+        started.append(Worker(database_url, **env))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
 def clients():
     """Factory of ChatClients that are all disconnected after the test."""
     made = []
