@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "chat",
+    "chat.search",  # message search: its own app (label chat_search) and migrations
 ]
 
 MIDDLEWARE = [
@@ -238,3 +239,11 @@ CHAT_MY_ROOMS_LISTED = env_int("CHAT_MY_ROOMS_LISTED", 500)  # rooms and DMs in 
 CHAT_ROOM_MENTION_OPEN_MAX = env_int("CHAT_ROOM_MENTION_OPEN_MAX", 20)  # larger rooms: @room by owners/mods only
 CHAT_MENTIONS_PER_MESSAGE = env_int("CHAT_MENTIONS_PER_MESSAGE", 20)  # @names stored per message; more are text
 CHAT_ROOM_MEMBERS_MAX = env_int("CHAT_ROOM_MEMBERS_MAX", 10000)  # accounts in one private room
+
+# -- message search (issue 18; chat/search/) ------------------------------------------------
+CHAT_SEARCH_CONFIG = env_str("CHAT_SEARCH_CONFIG", "simple")  # PostgreSQL text search configuration
+CHAT_SEARCH_PAGE = env_int("CHAT_SEARCH_PAGE", 20)  # results per page (and the largest `limit`)
+CHAT_SEARCH_MAX_QUERY = env_int("CHAT_SEARCH_MAX_QUERY", 200)  # characters of `q`
+CHAT_SEARCH_RANK_WINDOW = env_int("CHAT_SEARCH_RANK_WINDOW", 1000)  # newest matches ranked by relevance
+CHAT_SEARCH_INDEXER = env_bool("CHAT_SEARCH_INDEXER", True)  # this server keeps the index in step
+CHAT_SEARCH_INDEX_SECS = env_int("CHAT_SEARCH_INDEX_SECS", 5)  # full indexing pass at least this often
