@@ -102,6 +102,14 @@ def prune(limit=10_000):
         return cursor.rowcount
 
 
+def reset():
+    """Forget the whole index (cursors too): the next catch-ups rebuild it from the
+    messages (`manage.py search_index --rebuild`, e.g. after changing CHAT_SEARCH_CONFIG)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(backend().reset_sql())
+        cursor.execute("DELETE FROM chat_search_roomcursor")
+
+
 def catch_up_all(limit=BATCH):
     """catch_up until caught up; returns the items handled (management command, tests)."""
     total = 0

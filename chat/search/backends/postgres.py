@@ -81,6 +81,9 @@ class PostgresBackend:
         row = cursor.fetchone()
         return None if row is None else row[0]
 
+    def reset_sql(self):
+        return "TRUNCATE chat_search_entry"
+
     def prune_sql(self):
         return ("DELETE FROM chat_search_entry WHERE message_id IN (SELECT e.message_id FROM chat_search_entry e "
                 "LEFT JOIN chat_message m ON m.id = e.message_id WHERE m.id IS NULL LIMIT %s)")

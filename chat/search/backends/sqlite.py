@@ -82,6 +82,9 @@ class SqliteBackend:
             return 0
         return row[0]
 
+    def reset_sql(self):
+        return f"DELETE FROM {FTS}"
+
     def prune_sql(self):
         return (f"DELETE FROM {FTS} WHERE rowid IN (SELECT f.rowid FROM {FTS} f "
                 f"LEFT JOIN chat_message m ON m.id = f.rowid WHERE m.id IS NULL LIMIT %s)")
