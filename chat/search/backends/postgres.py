@@ -7,9 +7,9 @@ letters and digits (chat.search.query) and each becomes its own `plainto_tsquery
 `phraseto_tsquery` with the run as a bound parameter, combined with `&&` and `!!`, so no
 user text is ever read as tsquery syntax.
 
-Newest first, PostgreSQL can walk the entries backwards by message id and test each one's
-tsvector (a common word: a few dozen rows read) or read the GIN index and sort (a rare
-word): both plans are in bench/results/*-issue18-search/.
+Newest first, a common word is served by walking the entries backwards by message id and
+testing each one's tsvector (a few dozen rows read); a rare word by reading its few matches
+from the GIN index first (`base`). The plans are in bench/results/*-issue18-search/.
 """
 from django.conf import settings
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchRank
@@ -20,6 +20,8 @@ from django.db.models.functions import Replace
 from chat.models import Message
 from chat.search.backends import MARK_END, MARK_START, SNIPPET_WORDS
 from chat.search.models import SearchEntry
+
+FEW_MATCHES = 2000  # up to this many matches are fetched whole and sorted (see `base`)
 
 REFRESH_SQL = """
 INSERT INTO chat_search_entry (message_id, room_id, document)
@@ -48,7 +50,15 @@ class PostgresBackend:
     vendor = "postgresql"
 
     def base(self, query):
-        return SearchEntry.objects.filter(document=tsquery(query)), "message__", "message_id"
+        """Few matches (a rare word): their ids, read from the GIN index, are the base, so
+        PostgreSQL sorts a handful of rows. Its estimate for a word missing from the column's
+        statistics is far above the truth, and it would otherwise walk every entry backwards
+        looking for a word that is nowhere (200 ms at a million messages, bench/search.py)."""
+        matching = SearchEntry.objects.filter(document=tsquery(query))
+        few = list(matching.values_list("message_id", flat=True)[:FEW_MATCHES + 1])
+        if len(few) <= FEW_MATCHES:
+            return SearchEntry.objects.filter(message_id__in=few), "message__", "message_id"
+        return matching, "message__", "message_id"
 
     def rank(self, ids, query):
         rows = (SearchEntry.objects.filter(message_id__in=ids)
