@@ -5,8 +5,9 @@ worker) and HTTP (`GET /api/search/`).
 Privacy is decided twice, on purpose. In SQL, the candidate rooms are the public rooms and
 the rooms the account is a member of now, minus rooms it is banned from: a removed member
 stops finding a room's messages with the commit that removed it. Then every room of the
-page passes chat.permissions.room_access, THE read check of every door; a room it refuses
-is dropped from the page (and logged: the SQL should have left it out).
+page passes chat.permissions.room_access's rule, THE read check of every door (in its
+batched form, `rooms_access`: three queries per page); a room it refuses is dropped from
+the page (and logged: the SQL should have left it out).
 
 Newest first pages by message id (`cursor` `n:<id>`: continue below it). By relevance, the
 CHAT_SEARCH_RANK_WINDOW newest matches are ranked (bm25 on SQLite, ts_rank on PostgreSQL)
@@ -86,27 +87,22 @@ def _results(ids, query, index, reader_name, user_id, key):
         return []
     rows = {m.pk: m for m in Message.objects.filter(id__in=ids).select_related("room")}
     marked = index.snippets(ids, query) if index else {}
-    allowed = {}
+    access = permissions.rooms_access({m.room.name for m in rows.values()}, reader_name, user_id, key)
     results = []
     for pk in ids:
         message = rows.get(pk)
         if message is None or message.deleted_at is not None:
             continue  # deleted between the two reads
-        room = message.room
-        if room.name not in allowed:
-            allowed[room.name] = _may_read(room.name, reader_name, user_id, key)
-        if allowed[room.name]:
-            results.append(_wire(message, room, marked.get(pk)))
+        if _may_read(message.room.name, access[message.room.name]):
+            results.append(_wire(message, message.room, marked.get(pk)))
     return results
 
 
-def _may_read(room_name, reader_name, user_id, key):
-    try:
-        permissions.room_access(room_name, reader_name, user_id, key)
-        return True
-    except ProtocolError as exc:
-        log.warning("search: room_access refused %s (%s) after the SQL scope allowed it", room_name, exc.code)
+def _may_read(room_name, outcome):
+    if isinstance(outcome, ProtocolError):
+        log.warning("search: room_access refused %s (%s) after the SQL scope allowed it", room_name, outcome.code)
         return False
+    return True
 
 
 def _wire(message, room, marked):
