@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "chat",  # before django_tasks_db: its `db_worker` command is chat's (chat.worker), see README
+    "chat.search",  # message search: its own app (label chat_search) and migrations
     "django_tasks",
     "django_tasks_db",
 ]
@@ -269,3 +270,11 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)  # STARTTLS
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)  # implicit TLS (port 465)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # seconds: a stalled SMTP server fails the attempt (retried)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "chat@localhost")
+
+# -- message search (issue 18; chat/search/) ------------------------------------------------
+CHAT_SEARCH_CONFIG = env_str("CHAT_SEARCH_CONFIG", "simple")  # PostgreSQL text search configuration
+CHAT_SEARCH_PAGE = env_int("CHAT_SEARCH_PAGE", 20)  # results per page (and the largest `limit`)
+CHAT_SEARCH_MAX_QUERY = env_int("CHAT_SEARCH_MAX_QUERY", 200)  # characters of `q`
+CHAT_SEARCH_RANK_WINDOW = env_int("CHAT_SEARCH_RANK_WINDOW", 1000)  # newest matches ranked by relevance
+CHAT_SEARCH_INDEXER = env_bool("CHAT_SEARCH_INDEXER", True)  # this server keeps the index in step
+CHAT_SEARCH_INDEX_SECS = env_int("CHAT_SEARCH_INDEX_SECS", 5)  # full indexing pass at least this often

@@ -12,6 +12,7 @@ urlpatterns = [
     re_path(rf"^r/{ROOM}/$", views.room_page, name="room"),
     path("api/rooms/", views.api_rooms, name="api-rooms"),
     re_path(rf"^api/rooms/{ROOM}/messages/?$", views.api_messages, name="api-messages"),
+    path("api/search/", views.api_search, name="api-search"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", views.metrics, name="metrics"),
     path("accounts/signup/", accounts.SignupView.as_view(), name="signup"),

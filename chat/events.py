@@ -75,6 +75,11 @@ def register(sio, service):
     def history(sid, data):
         return service.history(sid, protocol.parse_history(data, limits.history, limits.page_max))
 
+    @sio.on("search")
+    @guarded
+    def search(sid, data):
+        return service.search(sid, data)
+
     @sio.on("typing")
     @guarded
     def typing(sid, data):

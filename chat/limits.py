@@ -1,7 +1,7 @@
 """Rate limits: token buckets per connection and per name for `send`, `typing`, `join`,
 `history`, `rooms` (both room lists), `edit` (edits and deletions), `react` (both ways),
 `topic`, `members` (adding, removing, archiving), `create` (private rooms and direct
-conversations) and `read` (read markers, muting), and quotas of rooms created per name and
+conversations), `read` (read markers, muting) and `search` (each page of a search), and quotas of rooms created per name and
 per address.
 
 A request must find a token in both its connection's bucket and its name's bucket (so a
@@ -30,7 +30,7 @@ from chat.protocol import RATE_LIMITED, ProtocolError
 
 # per second / burst: a fast human never hits them (scrolling back is a history page a second)
 DEFAULT_RULES = ("send=4/20,typing=10/30,join=5/30,history=5/30,rooms=1/10,edit=2/10,react=4/20,topic=1/5,"
-                 "members=2/10,create=1/10,read=5/30")
+                 "members=2/10,create=1/10,read=5/30,search=2/10")
 DEFAULT_ROOM_CREATES = "name=20/3600,address=100/3600"  # rooms / seconds
 OFF = ("off", "0", "false", "no")
 CONTINUATIONS_PER_CONNECTION = 64

@@ -21,8 +21,9 @@ def key_for_name(name):
     return online or legacy_key(name)
 
 
-def is_banned(room, name, key):
-    return Ban.objects.filter(room=room, key__in={key, legacy_key(name)}).exists()
+def banned_rooms(rooms, name, key):
+    """Which of `rooms` bar this person (by its key, or by a ban of its bare name)."""
+    return set(Ban.objects.filter(room__in=rooms, key__in={key, legacy_key(name)}).values_list("room", flat=True))
 
 
 def ban(room, name, by_user_id, reason=""):

@@ -351,6 +351,17 @@ def messages_before(room_name, before, limit, viewer=None):
     return _wire(list(rows.order_by("-seq")[:limit])[::-1], room_name, viewer)
 
 
+def messages_around(room_name, around, limit, viewer=None):
+    """Message `around` with context: up to (limit - 1) // 2 live messages before it and
+    the rest from it on, oldest first (fewer older ones leave more room after). A deleted
+    or missing `around` still gets its surroundings."""
+    older = list(_live(room_name).filter(seq__lt=around).order_by("-seq")[:(limit - 1) // 2])
+    newer = list(_live(room_name).filter(seq__gte=around).order_by("seq")[:limit - len(older)])
+    if len(newer) < limit - len(older) and len(older) == (limit - 1) // 2:  # near the end: more before
+        older = list(_live(room_name).filter(seq__lt=around).order_by("-seq")[:limit - len(newer)])
+    return _wire(older[::-1] + newer, room_name, viewer)
+
+
 def most_active_rooms(limit, prefix=""):
     """Names of the `limit` public, unarchived rooms most recently posted in (a room that
     was only joined once sinks below every room in use), optionally those whose name starts

@@ -51,6 +51,7 @@ ROOM_ARCHIVED = "room_archived"
 ROOM_FULL = "room_full"
 USER_NOT_FOUND = "user_not_found"
 TOO_MANY_PEOPLE = "too_many_people"
+INVALID_QUERY = "invalid_query"
 
 
 class ProtocolError(Exception):
@@ -93,6 +94,7 @@ class HistoryRequest:
     room: str
     before: int | None
     limit: int
+    around: int | None = None  # the message to show with context on both sides (a search result)
 
 
 def object_payload(data):
@@ -183,11 +185,15 @@ def parse_limit(value, default, maximum):
 
 def parse_history(data, default_limit, max_limit):
     data = object_payload(data)
-    return HistoryRequest(
+    request = HistoryRequest(
         room=room_name(data.get("room")),
         before=message_id(data, "before"),
         limit=parse_limit(data.get("limit"), default_limit, max_limit),
+        around=message_id(data, "around"),
     )
+    if request.before is not None and request.around is not None:
+        raise ProtocolError(INVALID_PAYLOAD, "give before or around, not both")
+    return request
 
 
 def parse_typing(data):

@@ -27,6 +27,7 @@ from chat.limits import RateLimiter, parse_quotas, parse_rules
 from chat.metrics import NodeMetrics
 from chat.outbox import BoundedServer
 from chat.presence import Presence
+from chat.search.indexer import Indexer
 from chat.services import ChatService, Limits
 from chat.store import Store
 
@@ -46,12 +47,15 @@ class Runtime:
     feed: RoomFeed
     metrics: NodeMetrics
     app: object
+    indexer: Indexer | None = None
 
     def drain(self, timeout_secs):
         """Graceful stop: drop every transport (clients reconnect, behind a balancer to
         another node), take this node out of the directory while the store still takes work,
         then let queued database work finish so every ack given holds."""
         deadline = time.monotonic() + timeout_secs
+        if self.indexer is not None:
+            self.indexer.stop()  # the index catches up from its cursors on the next start
         drops = [gevent.spawn(self._drop, eio_sid) for eio_sid in list(self.sio.eio.sockets)]
         gevent.joinall(drops, timeout=timeout_secs / 4)
         gevent.sleep(0)  # the disconnect handlers' releases are queued by now
@@ -70,6 +74,8 @@ class Runtime:
         self.service.register_node(reap_others=not settings.CHAT_BROKER_URL)
         gevent.spawn(self.feed.run_checks, settings.CHAT_DELIVERY_CHECK_SECS)
         gevent.spawn(self.service.keep_alive, settings.CHAT_NODE_HEARTBEAT_SECS, settings.CHAT_NODE_TIMEOUT_SECS)
+        if self.indexer is not None:
+            self.indexer.start()
 
 
 def current():
@@ -135,12 +141,14 @@ def build_runtime():
     manager.on_relink(feed.check)
     limiter = RateLimiter(parse_rules(settings.CHAT_RATE_LIMITS), settings.CHAT_FLOOD_STRIKES,
                           room_creates=parse_quotas(settings.CHAT_ROOM_CREATES))
-    service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID, limiter)
+    indexer = Indexer(store, settings.CHAT_SEARCH_INDEX_SECS) if settings.CHAT_SEARCH_INDEXER else None
+    service = ChatService(sio, manager, presence, store, feed, limits_from_settings(), settings.CHAT_NODE_ID, limiter,
+                          indexer)
     events.register(sio, service)
     app = socketio.WSGIApp(sio, get_wsgi_application())
     if settings.CHAT_BROKER_URL:
         app = with_node_cookie(app, settings.CHAT_NODE_ID)
-    return Runtime(sio, service, store, presence, feed, metrics, app)
+    return Runtime(sio, service, store, presence, feed, metrics, app, indexer)
 
 
 def with_node_cookie(app, node_id):

@@ -20,8 +20,13 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
 
-from chat import directory, permissions, persistence, protocol, server, services
+from chat import directory, identity, permissions, persistence, protocol, server, services
 from chat.protocol import ProtocolError
+from chat.search import service as search_service
+from chat.search.query import parse_search
+
+# HTTP status of each refusal of the JSON API (anything else: 400)
+ERROR_STATUS = {protocol.FORBIDDEN: 403, protocol.BANNED: 403, protocol.UNAVAILABLE: 503, protocol.BUSY: 503}
 
 
 def _json_error(code, message, status):
@@ -76,7 +81,8 @@ def api_rooms(request):
 
 @api_get
 def api_messages(request, room):
-    query = {"room": room, "before": _int_param(request, "before"), "limit": _int_param(request, "limit")}
+    query = {"room": room, "before": _int_param(request, "before"), "limit": _int_param(request, "limit"),
+             "around": _int_param(request, "around")}
     try:
         page = protocol.parse_history(query, settings.CHAT_HISTORY, settings.CHAT_PAGE_MAX)
     except ProtocolError as exc:
@@ -88,7 +94,31 @@ def api_messages(request, room):
         return _json_error(exc.code, exc.message, 403)
     if access.room is None:
         return _json_error(protocol.INVALID_ROOM, f"no room named {room}", 404)
+    if page.around is not None:
+        return JsonResponse(protocol.ok(room=room, around=page.around,
+                                        messages=persistence.messages_around(room, page.around, page.limit)))
     return JsonResponse(protocol.ok(room=room, messages=persistence.messages_before(room, page.before, page.limit)))
+
+
+SEARCH_PARAMS = ("q", "room", "from", "before", "after", "cursor", "sort")
+
+
+@api_get
+def api_search(request):
+    """The socket's `search` over HTTP, as the session's account (anyone else: a guest, who
+    finds public rooms only): the same parser, service and errors."""
+    user = request.user if request.user.is_authenticated else None
+    name = user.get_username() if user else ""
+    data = {key: request.GET[key] for key in SEARCH_PARAMS if key in request.GET}
+    if "limit" in request.GET:
+        data["limit"] = _int_param(request, "limit")
+    try:
+        query = parse_search(data, settings.CHAT_SEARCH_MAX_QUERY, settings.CHAT_SEARCH_PAGE, name)
+        user_id = user.pk if user else None
+        page = search_service.search(query, name, user_id, identity.key_of(name, user_id) if user else None)
+    except ProtocolError as exc:
+        return _json_error(exc.code, exc.message, ERROR_STATUS.get(exc.code, 400))
+    return JsonResponse(protocol.ok(**page))
 
 
 def _int_param(request, name):

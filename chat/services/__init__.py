@@ -13,7 +13,7 @@ member lists and counts, reaping of dead nodes).
 
 The service is one object, `ChatService`, assembled from one part per concern:
 `nodes` (this node in the directory), `connections`, `rooms`, `messages`, `bans` and
-`conversations` (accounts' rooms, DMs, read markers);
+`conversations` (accounts' rooms, DMs, read markers) and `search` (message search);
 `base` holds the value types. The parts share the state set up in `ChatService.__init__`.
 """
 import logging
@@ -27,17 +27,19 @@ from chat.services.conversations import Conversations
 from chat.services.messages import Messages
 from chat.services.nodes import NodeMembership
 from chat.services.rooms import Rooms
+from chat.services.search import Searching
 
 __all__ = ["ChatService", "Connection", "Limits", "client_address"]
 
 log = logging.getLogger("chat.services")  # one logger for the whole service layer
 
 
-class ChatService(NodeMembership, Connections, Rooms, Messages, Bans, Conversations):
+class ChatService(NodeMembership, Connections, Rooms, Messages, Bans, Conversations, Searching):
     """One per process: chat.events calls it, chat.server builds it."""
 
-    def __init__(self, sio, bus, presence, store, feed, limits, node_id, limiter):
+    def __init__(self, sio, bus, presence, store, feed, limits, node_id, limiter, indexer=None):
         self.sio, self.bus, self.presence = sio, bus, presence
+        self.indexer = indexer  # chat.search.indexer.Indexer when this node indexes (CHAT_SEARCH_INDEXER)
         self.store, self.feed, self.limits, self.node_id = store, feed, limits, node_id
         self.limiter = limiter
         self._connections = {}  # sid -> Connection, owned here, cleared on disconnect

@@ -38,12 +38,16 @@ class Messages:
         """Called by the store's delivery greenlet after each commit, in commit order:
         messages and room events alike."""
         self.bus.publish_room_messages(messages)
+        self.index_committed(messages)
 
     def history(self, sid, request):
         who = self._who(sid)
         self._limit(sid, who.name, "history")
         if self._check_readable(who, request.room).room is None:
             return ok(messages=[])
+        if request.around is not None:
+            rows = self.store.read(persistence.messages_around, request.room, request.around, request.limit, who)
+            return ok(messages=rows, around=request.around)
         rows = self.store.read(persistence.messages_before, request.room, request.before, request.limit, who)
         return ok(messages=rows)
 

@@ -10,6 +10,7 @@
  *   sidebar.js     the conversation list                  unread.js    counts, markers, title
  *   notify.js      notifications and sound                roomactions.js  panels, room actions
  *   messageview.js / messagerender.js / messagestate.js   the messages of the room shown
+ *   search.js      message search: the panel, results, a result opened in context
  *
  * Exposes window.ChatApp.start(); once started, window.chatApp is a small read-only handle
  * for debugging and tests: {room, socket, name, open(room)}.
@@ -334,6 +335,18 @@
       },
       open: function (name) { open(name, 'push'); },
       left: function (rec) { removed(rec, 'You left ' + label(rec) + '.'); }
+    });
+
+    window.ChatSearch.create({
+      conn: conn,
+      showPanel: function (id) { actions.showPanel(id); },
+      isOpen: function () { return actions.panel === 'search'; },
+      label: function (r) { return r.kind === 'direct' && r.title ? String(r.title) : '#' + r.room; },
+      reveal: function (name, id) {
+        open(name, 'push');
+        var rec = rooms.get(name);
+        if (rec && !rec.refused) pane.reveal(rec, id);
+      }
     });
 
     U.$('mark-all-read').addEventListener('click', unread.markAll);

@@ -20,7 +20,7 @@
   var el = U.el, $ = U.$;
   var SEARCH_DELAY_MS = 300;
   var MANAGERS = { owner: true, moderator: true };
-  var PANELS = ['browse', 'new-room', 'new-dm'];
+  var PANELS = ['browse', 'new-room', 'new-dm', 'search'];
 
   function create(o) {
     var conn = o.conn;

@@ -9,6 +9,9 @@
  * Data lives in the room records (static/js/rooms.js); this module only draws the one
  * shown, and redraws everything when another is shown.
  *
+ * A search result is shown in context by `reveal(rec, id)`: `history {around}` once the room
+ * is joined, then the message is scrolled to and highlighted.
+ *
  * Exposes window.ChatRoomPane.create(options) -> pane. options: conn, view, unread,
  * label(rec).
  */
@@ -149,7 +152,8 @@
       else if (near) scrollToBottom();
       else if (added) els.jump.hidden = false;
       updateHistoryState();
-      fillViewport();
+      if (rec.revealing != null) showAround(rec);
+      else fillViewport();
       if (window.matchMedia('(pointer: fine)').matches && document.activeElement === document.body) {
         U.$('text').focus();
       }
@@ -174,6 +178,36 @@
 
     function acked(rec, changes) {
       if (rec === shown) view.apply(changes);
+    }
+
+    // ---- a search result: the message in context, scrolled to and highlighted --------------
+
+    function reveal(rec, id) {
+      rec.revealing = id;
+      if (rec.joined) showAround(rec);   // else joined() calls it once the room is in
+    }
+
+    function showAround(rec) {
+      var id = rec.revealing;
+      if (id == null || !conn.connected()) return;
+      rec.revealing = null;
+      conn.call('history', { room: rec.name, around: id, limit: HISTORY_LIMIT }, function (res) {
+        if (!res.ok) { U.setError(U.errorText(res, 'Could not open that message.'), 'history'); return; }
+        U.clearError('history');
+        var msgs = Array.isArray(res.messages) ? res.messages : [];
+        var changes = [].concat.apply([], msgs.map(rec.state.insertCurrent));
+        if (rec !== shown) return;
+        view.apply(changes);
+        updateHistoryState();
+        var li = els.messages.querySelector('li.message[data-id="' + Number(id) + '"]');
+        if (!li) { U.setError('That message is no longer there.', 'history'); return; }
+        Array.prototype.forEach.call(els.messages.querySelectorAll('li.search-hit'), function (old) {
+          old.classList.remove('search-hit');
+        });
+        li.classList.add('search-hit');
+        li.scrollIntoView({ block: 'center' });
+        els.jump.hidden = isNearBottom();
+      });
     }
 
     // ---- scrolling and older history ---------------------------------------------------------
@@ -294,6 +328,7 @@
       joined: joined,
       live: live,
       acked: acked,
+      reveal: reveal,
       refused: refused,
       presence: function (rec) { if (rec === shown) renderMembers(); },
       typing: function (rec) { if (rec === shown) renderTyping(); },
