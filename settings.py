@@ -276,5 +276,5 @@ CHAT_SEARCH_CONFIG = env_str("CHAT_SEARCH_CONFIG", "simple")  # PostgreSQL text 
 CHAT_SEARCH_PAGE = env_int("CHAT_SEARCH_PAGE", 20)  # results per page (and the largest `limit`)
 CHAT_SEARCH_MAX_QUERY = env_int("CHAT_SEARCH_MAX_QUERY", 200)  # characters of `q`
 CHAT_SEARCH_RANK_WINDOW = env_int("CHAT_SEARCH_RANK_WINDOW", 1000)  # newest matches ranked by relevance
-CHAT_SEARCH_INDEXER = env_bool("CHAT_SEARCH_INDEXER", True)  # this server keeps the index in step
-CHAT_SEARCH_INDEX_SECS = env_int("CHAT_SEARCH_INDEX_SECS", 5)  # full indexing pass at least this often
+CHAT_SEARCH_INDEXER = env_bool("CHAT_SEARCH_INDEXER", False)  # also index in the server process (no workers)
+CHAT_SEARCH_INDEX_SECS = env_int("CHAT_SEARCH_INDEX_SECS", 2)  # the workers' index job runs this often

@@ -55,7 +55,12 @@ def maintenance_every():
     return settings.CHAT_MAINTENANCE_EVERY_SECS
 
 
-RECURRING = [Recurring("maintenance", "chat.tasks.maintenance", maintenance_every)]
+def index_every():
+    return settings.CHAT_SEARCH_INDEX_SECS
+
+
+RECURRING = [Recurring("maintenance", "chat.tasks.maintenance", maintenance_every),
+             Recurring("index_search", "chat.tasks.index_search", index_every)]
 
 
 # -- enqueueing -------------------------------------------------------------------------------

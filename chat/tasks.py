@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django_tasks import task
 
 from chat import digests, jobs
+from chat.search import indexer
 
 log = logging.getLogger("chat.tasks")
 
@@ -30,3 +31,20 @@ def maintenance():
         done["retention"] = out.getvalue().strip()
     log.info("maintenance: %s", done)
     return done
+
+
+INDEX_ROUNDS = 50  # catch_up calls per run at most: a backlog larger than that is the next run's
+
+
+@task()
+def index_search():
+    """Recurring (every CHAT_SEARCH_INDEX_SECS): bring the search index in step with the
+    messages, edits and deletions committed since (chat.search.indexer: cursor per room,
+    idempotent), and drop index rows of messages the retention purge deleted."""
+    done = 0
+    for _ in range(INDEX_ROUNDS):
+        handled = indexer.catch_up()
+        done += handled
+        if handled < indexer.BATCH:
+            break
+    return {"indexed": done, "pruned": indexer.prune()}

@@ -5,8 +5,9 @@ so Django finds chat's command first, as staticfiles does with `runserver`). Sam
 same loop (claim a due row under a lock, run it, record the outcome); in addition:
 
 - a failed attempt is retried with backoff until CHAT_JOB_MAX_ATTEMPTS (chat.jobs.retry_or_fail);
-- a housekeeping thread, every CHAT_JOB_HEARTBEAT_SECS: heartbeats this worker, re-queues the
-  jobs of dead workers and enqueues due recurring jobs. A thread, so heartbeats go on while a
+- a housekeeping thread: every CHAT_JOB_HEARTBEAT_SECS it heartbeats this worker and re-queues
+  the jobs of dead workers; every second it enqueues due recurring jobs (chat.jobs.RECURRING:
+  maintenance, and the search index every CHAT_SEARCH_INDEX_SECS). A thread, so heartbeats go on while a
   job runs; it has its own database connection (Django's are per thread).
 """
 import logging
@@ -20,6 +21,8 @@ from chat import jobs
 from chat.jobs import FAILED
 
 log = logging.getLogger("chat.worker")
+
+TICK_SECS = 1.0
 
 
 class ChatWorker(Worker):
@@ -49,6 +52,21 @@ class ChatWorker(Worker):
             connection.close()
 
     def _housekeeping(self, stop):
-        while not stop.wait(settings.CHAT_JOB_HEARTBEAT_SECS):
-            self._housekeep_once()
+        """Recurring jobs are looked at every second (the search index runs every few
+        seconds); heartbeats and recovery every CHAT_JOB_HEARTBEAT_SECS."""
+        ticks_per_heartbeat = max(1, round(settings.CHAT_JOB_HEARTBEAT_SECS / TICK_SECS))
+        tick = 0
+        while not stop.wait(TICK_SECS):
+            tick += 1
+            if tick % ticks_per_heartbeat == 0:
+                self._housekeep_once()
+            else:
+                self._enqueue_due()
         connection.close()
+
+    def _enqueue_due(self):
+        try:
+            jobs.enqueue_due()
+        except Exception:  # a locked or unreachable database: the next tick tries again
+            log.exception("enqueueing recurring jobs failed")
+            connection.close()

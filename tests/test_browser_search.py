@@ -5,7 +5,7 @@ results load as the list is scrolled, and a click opens the room scrolled to the
 highlighted, with context loaded on both sides (`history {around}`) even though the room's
 latest page does not hold it.
 
-Indexing follows the send, so the test waits (polling the socket's `search`) until the
+Indexing follows the send (a job worker's `index_search` job), so the test waits (polling the socket's `search`) until the
 index has the messages before it types in the page.
 """
 import re
@@ -22,8 +22,9 @@ from tests.test_search import word
 pytestmark = [pytest.mark.browser]
 
 
-def test_search_finds_a_message_and_a_click_opens_it_in_context(start_server, open_page, clients):
-    server = start_server(CHAT_RATE_LIMITS="off", CHAT_SEARCH_INDEX_SECS="1")
+def test_search_finds_a_message_and_a_click_opens_it_in_context(start_server, workers, open_page, clients):
+    server = start_server(CHAT_RATE_LIMITS="off")
+    workers(server.database_url, CHAT_SEARCH_INDEX_SECS="1")  # the index job
     (name, token), = mint_accounts(server, 1, "finder")
     poster = clients(server.url).connect(token=token)
     room, w, many = unique("found"), word(), word()

@@ -2,7 +2,8 @@
 (tsvector + GIN): real server processes, real socket clients (websocket, and long-polling
 where the transport matters), real accounts, the HTTP API.
 
-Indexing runs after the send is acknowledged, so a test that needs a message indexed polls
+Indexing runs after the send is acknowledged, in the job worker's recurring `index_search`
+job (chat.tasks), so a test that needs a message indexed polls
 the search until it appears (`found`), never sleeps a fixed time. What must hold at once
 (a deleted message, a removed member, a non-member) is asserted at once.
 """
@@ -15,6 +16,7 @@ import requests
 from tests.accounts import error_code, mint_accounts, ok_reply, session_of
 from tests.chatclient import unique
 from tests.cluster import PostgresDatabase, require_postgres
+from tests.jobworkers import Worker
 from tests.serverproc import ServerProcess, stop_all, wait_until
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -23,19 +25,24 @@ FAST = {"CHAT_RATE_LIMITS": "off", "CHAT_SEARCH_INDEX_SECS": "1"}
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request, sqlite_template):
-    """One server per backend for the module (each test uses its own rooms, words, accounts)."""
+    """One server and one job worker (which runs the index job) per backend for the module
+    (each test uses its own rooms, words, accounts)."""
     if request.param == "sqlite":
-        made = ServerProcess(sqlite_template.fresh_url(), **FAST).start()
-        yield made
-        stop_all([made])
+        yield from serve(sqlite_template.fresh_url())
         return
     require_postgres()
     with PostgresDatabase() as database:
-        made = ServerProcess(database.url, **FAST).start()
-        try:
-            yield made
-        finally:
-            stop_all([made])
+        yield from serve(database.url)
+
+
+def serve(database_url):
+    made = ServerProcess(database_url, **FAST).start()
+    worker = Worker(database_url, CHAT_SEARCH_INDEX_SECS="1")
+    try:
+        yield made
+    finally:
+        worker.stop()
+        stop_all([made])
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ twice, or on two nodes at once (PostgreSQL: each room's cursor row is locked, ot
 skipped), gives the same index.
 
 Who runs it:
-- the server process, by default (CHAT_SEARCH_INDEXER=on): `Indexer` below, a greenlet that
-  runs `catch_up` through the store (on SQLite through its one writer, between batches of
-  sends; on PostgreSQL in the reader pool), nudged after each commit and every
-  CHAT_SEARCH_INDEX_SECS anyway;
-- `manage.py search_index` (once, `--follow`, `--prune`);
-- a job queue: call `chat.search.indexer.catch_up(limit)` until it returns less than `limit`
-  (and set CHAT_SEARCH_INDEXER=off on the servers).
+- the job workers, by default: the recurring job `chat.tasks.index_search`, every
+  CHAT_SEARCH_INDEX_SECS (chat.jobs.RECURRING), calls `catch_up` until caught up and `prune`;
+- the server process too with CHAT_SEARCH_INDEXER=on (for a deployment without workers):
+  `Indexer` below, a greenlet that runs `catch_up` through the store (on SQLite through its
+  one writer, between batches of sends; on PostgreSQL in the reader pool), nudged after
+  each commit and every CHAT_SEARCH_INDEX_SECS anyway;
+- `manage.py search_index` (once, `--follow`, `--prune`, `--rebuild`).
 Searches never trust the index alone: deleted messages are filtered at query time too.
 """
 import logging
