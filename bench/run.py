@@ -162,6 +162,15 @@ class ReferenceProcess(ListeningProcess):
             raise BenchError("reference server did not start:\n" + "\n".join(self.lines[-20:])) from None
 
 
+def stop_worker(worker):
+    worker.terminate()
+    try:
+        worker.wait(15)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+
+
 class Deployment:
     """What one run measures: the servers' urls and the pids whose CPU and RSS count."""
 
@@ -304,6 +313,11 @@ class Bench:
             raise BenchError(str(exc)[-2000:]) from None
         deployment.add(server.url, server.pid, server.stop)
         deployment.output = server.output
+        for _ in range(self.args.workers):  # as `make run` deploys: job workers beside the node
+            worker = subprocess.Popen([sys.executable, "manage.py", "db_worker"], cwd=ROOT,
+                                      env=base_env(DATABASE_URL=database_url, **OURS_ENV, **env),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deployment.add(None, worker.pid, lambda w=worker: stop_worker(w))
         return deployment
 
     def start_reference(self):
@@ -1042,6 +1056,9 @@ def parse_args(argv):
     parser.add_argument("--pause", type=float, default=None, help="seconds between runs (default 2; 0.2 with --smoke)")
     parser.add_argument("--dm-rate", type=float, default=1.0, metavar="R",
                         help="scenario 8: messages per second of each client (default 1: 2,000 msg/s in all)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="job workers (manage.py db_worker) beside each of our single nodes, as `make run` "
+                             "starts; their CPU and RSS count as ours (default 1)")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL parts (5 and 6 on PG)")
     parser.add_argument("--py-spy", metavar="DIR",
                         help="profile our server processes with py-spy during each measured traffic window "
