@@ -22,13 +22,15 @@ def send_digest(user_id):
 
 @task()
 def maintenance():
-    """Recurring (every CHAT_MAINTENANCE_EVERY_SECS): prune finished jobs and sent digests, and
-    with CHAT_RETENTION_AGE set, purge older messages (`manage.py purge_messages`, in batches)."""
+    """Recurring (every CHAT_MAINTENANCE_EVERY_SECS): prune finished jobs and sent digests;
+    with CHAT_RETENTION_AGE set, purge older messages (`manage.py purge_messages`, in batches);
+    then drop search index rows of messages that are gone."""
     done = {"jobs_pruned": jobs.prune_results(), "digests_pruned": digests.prune()}
     if settings.CHAT_RETENTION_AGE:
         out = StringIO()
         call_command("purge_messages", "--older-than", settings.CHAT_RETENTION_AGE, stdout=out)
         done["retention"] = out.getvalue().strip()
+    done["search_pruned"] = indexer.prune()  # index rows of purged messages (a scan: hourly, not per index run)
     log.info("maintenance: %s", done)
     return done
 
@@ -40,11 +42,11 @@ INDEX_ROUNDS = 50  # catch_up calls per run at most: a backlog larger than that 
 def index_search():
     """Recurring (every CHAT_SEARCH_INDEX_SECS): bring the search index in step with the
     messages, edits and deletions committed since (chat.search.indexer: cursor per room,
-    idempotent), and drop index rows of messages the retention purge deleted."""
+    idempotent). Index rows of messages the retention purge deleted go in `maintenance`."""
     done = 0
     for _ in range(INDEX_ROUNDS):
         handled = indexer.catch_up()
         done += handled
         if handled < indexer.BATCH:
             break
-    return {"indexed": done, "pruned": indexer.prune()}
+    return {"indexed": done}

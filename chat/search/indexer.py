@@ -13,7 +13,8 @@ skipped), gives the same index.
 
 Who runs it:
 - the job workers, by default: the recurring job `chat.tasks.index_search`, every
-  CHAT_SEARCH_INDEX_SECS (chat.jobs.RECURRING), calls `catch_up` until caught up and `prune`;
+  CHAT_SEARCH_INDEX_SECS (chat.jobs.RECURRING), calls `catch_up` until caught up; the
+  hourly `maintenance` job calls `prune`;
 - the server process too with CHAT_SEARCH_INDEXER=on (for a deployment without workers):
   `Indexer` below, a greenlet that runs `catch_up` through the store (on SQLite through its
   one writer, between batches of sends; on PostgreSQL in the reader pool), nudged after
