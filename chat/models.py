@@ -191,7 +191,7 @@ class RoomMember(models.Model):
     read_count = models.BigIntegerField(default=0, help_text="Room.message_count when that message was posted.")
     mentions = models.IntegerField(default=0, help_text="Mentions after last_read.")
     muted = models.BooleanField(default=False)
-    emailed_through = models.BigIntegerField(default=0, help_text="The last event an email digest told of (chat.digests).")
+    emailed_through = models.BigIntegerField(default=0, db_default=0, help_text="The last event an email digest told of (chat.digests).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "room"], name="roommember_user_room_unique")]

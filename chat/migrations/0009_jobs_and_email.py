@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='roommember',
             name='emailed_through',
-            field=models.BigIntegerField(default=0, help_text='The last event an email digest told of (chat.digests).'),
+            field=models.BigIntegerField(db_default=0, default=0, help_text='The last event an email digest told of (chat.digests).'),
         ),
         migrations.CreateModel(
             name='EmailDigest',
