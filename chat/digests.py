@@ -25,8 +25,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import jobs
+from chat import jobs, permissions
 from chat.models import DIRECT, EmailDigest, EmailSettings, Mention, Message, RoomMember
+from chat.protocol import ProtocolError
 
 log = logging.getLogger("chat.digests")
 
@@ -84,7 +85,7 @@ def write_digest(user_id):
         wants = EmailSettings.objects.filter(user_id=user_id, notify=True).exists()
         if user is None or not user.email or not wants:
             return None
-        rooms = unread_for(user_id)
+        rooms = unread_for(user_id, user.get_username())
         if not rooms:
             return None
         for member, _, _ in rooms:
@@ -93,14 +94,21 @@ def write_digest(user_id):
         return EmailDigest.objects.create(user_id=user_id, to_email=user.email, subject=subject, body=body)
 
 
-def unread_for(user_id):
+def unread_for(user_id, username):
     """[(membership, messages, more)] of the rooms with DMs or mentions that are unread and
-    not yet emailed; at most CHAT_EMAIL_DIGEST_MAX messages in all, `more` counts the rest."""
-    members = (RoomMember.objects.filter(user_id=user_id, room__archived_at__isnull=True)
-               .filter(Q(room__kind=DIRECT, muted=False, room__message_count__gt=F("read_count")) | Q(mentions__gt=0))
-               .filter(room__last_seq__gt=F("emailed_through")).select_related("room").order_by("room__name"))
+    not yet emailed; at most CHAT_EMAIL_DIGEST_MAX messages in all, `more` counts the rest.
+    Only rooms the account may read now: the page's rooms pass THE read rule
+    (chat.permissions.rooms_access), so a ban since the mention keeps its text out."""
+    members = list(RoomMember.objects.filter(user_id=user_id, room__archived_at__isnull=True)
+                   .filter(Q(room__kind=DIRECT, muted=False, room__message_count__gt=F("read_count"))
+                           | Q(mentions__gt=0))
+                   .filter(room__last_seq__gt=F("emailed_through")).select_related("room")
+                   .order_by("room__name")[:settings.CHAT_EMAIL_DIGEST_MAX])
+    access = permissions.rooms_access([m.room.name for m in members], username, user_id)
     budget, found = settings.CHAT_EMAIL_DIGEST_MAX, []
-    for member in members[:settings.CHAT_EMAIL_DIGEST_MAX]:
+    for member in members:
+        if isinstance(access[member.room.name], ProtocolError):
+            continue
         messages = _new_messages(member, user_id)
         if messages:
             shown = messages[:max(budget, 0)]

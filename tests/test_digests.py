@@ -115,6 +115,30 @@ def test_messages_read_before_the_delay_send_no_email(start_server, workers, cli
     assert inbox.messages == []
 
 
+def test_a_digest_leaves_out_a_room_the_account_may_no_longer_read(start_server, workers, clients, inbox):
+    """The job is a door to room data: a ban between the mention and the digest keeps the
+    mention's text out of the email (THE read rule, chat.permissions), the DM still goes."""
+    server = start_server(**mail_env(inbox, 1))
+    (amy, amy_token), (bob, bob_token) = mint_accounts(server, 2, "ban")
+    set_email(server, bob, f"{bob}@example.com")
+    room = unique("pub")
+    bob_socket = clients(server.url).connect(token=bob_token)
+    bob_socket.join(room)
+    bob_socket.close()
+    a = clients(server.url).connect(token=amy_token)
+    dm = ok_reply(a, "open_dm", {"users": [bob]})["room"]["name"]
+    a.join(dm)
+    a.send(dm, "a private word")
+    a.join(room)
+    a.send(room, f"secret plans @{bob}")
+    manage(server.database_url, "shell", "-c", f"from chat import moderation; moderation.ban({room!r}, {bob!r}, None)")
+    workers(server.database_url, **mail_env(inbox, 1))
+    wait_until(lambda: inbox.messages, timeout=30, message="the digest email")
+    body = inbox.messages[0][1].get_content()
+    assert "a private word" in body and f"/r/{dm}/" in body
+    assert "secret plans" not in body and f"/r/{room}/" not in body
+
+
 def test_the_account_page_sets_the_address_and_the_switch(start_server):
     server = start_server()
     [(name, _)] = mint_accounts(server, 1, "page")
