@@ -330,8 +330,8 @@ class DirectSocket(engineio.socket.Socket):
         self._stop_ping_timer()
         wire = self.wire
         if wire is None:
-            if abort and self._polling and not self.closed:
-                self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))  # ends the waiting GET, as Node does
+            if abort and not self.closed:  # ends the waiting GET, as Node does (or one already on its way)
+                self.queue.put(engineio.packet.Packet(engineio.packet.NOOP))
             return super().close(wait=wait, abort=abort, reason=reason)
         if self.closed or self.closing:
             return
