@@ -165,6 +165,8 @@ LOGGING = {
         "engineio": {"level": "WARNING"},
         "socketio": {"level": "WARNING"},
         "geventwebsocket": {"level": "WARNING"},
+        # a line per job state change (the index job runs every 2 s); failures still log as errors
+        "django_tasks": {"level": "WARNING"},
     },
 }
 
