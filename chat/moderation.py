@@ -21,9 +21,14 @@ def key_for_name(name):
     return online or legacy_key(name)
 
 
+def bans_of(name, key):
+    """The bans that bar this person: by its key, or by a ban of its bare name."""
+    return Ban.objects.filter(key__in={key, legacy_key(name)})
+
+
 def banned_rooms(rooms, name, key):
-    """Which of `rooms` bar this person (by its key, or by a ban of its bare name)."""
-    return set(Ban.objects.filter(room__in=rooms, key__in={key, legacy_key(name)}).values_list("room", flat=True))
+    """Which of `rooms` bar this person."""
+    return set(bans_of(name, key).filter(room__in=rooms).values_list("room", flat=True))
 
 
 def ban(room, name, by_user_id, reason=""):

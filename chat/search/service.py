@@ -2,8 +2,9 @@
 the wire shape of a result. The same function answers the socket (`search`, in a store
 worker) and HTTP (`GET /api/search/`).
 
-Privacy is decided twice, on purpose. In SQL, the candidate rooms are the public rooms and
-the rooms the account is a member of now, minus rooms it is banned from: a removed member
+Privacy is decided twice, on purpose, both times by chat.permissions. In SQL, the candidate
+rooms (`readable_room_ids`) are the public rooms and the rooms the account is a member of
+now, minus rooms it is banned from: a removed member
 stops finding a room's messages with the commit that removed it. Then every room of the
 page passes chat.permissions.room_access's rule, THE read check of every door (in its
 batched form, `rooms_access`: three queries per page); a room it refuses is dropped from
@@ -21,8 +22,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from chat import permissions
-from chat.identity import legacy_key
-from chat.models import PUBLIC, Ban, Message, Room, RoomMember, wire_time
+from chat.models import Message, wire_time
 from chat.protocol import ProtocolError
 from chat.search.backends import backend, split_marks
 from chat.search.query import NEWEST, cursor_text
@@ -32,20 +32,9 @@ log = logging.getLogger(__name__)
 PLAIN_SNIPPET_CHARS = 200  # filters without words: the text's start, nothing marked
 
 
-def readable_rooms(reader_name, user_id, key):
-    """Ids of the rooms a reader may read now, as a subquery: public rooms and the
-    account's rooms, without those it is banned from."""
-    rooms = Q(kind=PUBLIC)
-    if user_id is not None:
-        rooms |= Q(id__in=RoomMember.objects.filter(user_id=user_id).values("room_id"))
-    keys = {k for k in (key, legacy_key(reader_name) if reader_name else None) if k}
-    banned = Ban.objects.filter(key__in=keys).values("room")
-    return Room.objects.filter(rooms).exclude(name__in=banned).values("id")
-
-
 def _scope(query, reader_name, user_id, key, prefix):
     """The filters every search has, as one Q on a message reached through `prefix`."""
-    where = Q(room_id__in=readable_rooms(reader_name, user_id, key), **{f"{prefix}deleted_at__isnull": True})
+    where = Q(room_id__in=permissions.readable_room_ids(reader_name, user_id, key), **{f"{prefix}deleted_at__isnull": True})
     if query.author is not None:
         where &= Q(**{f"{prefix}author__iexact": query.author})
     if query.before is not None:
